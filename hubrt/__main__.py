@@ -1,0 +1,3 @@
+from hubrt.cli import main
+
+main()

@@ -1,0 +1,124 @@
+"""The `hubrt` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import orjson
+from rich.console import Console
+
+from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, ENGINES, LuaFailure
+from hubrt.hub import Hub
+from hubrt.store import Store, StoreError
+
+_err = Console(stderr=True, highlight=False)
+_LEVEL_STYLE = {"warn": "yellow", "error": "bold red", "info": "cyan", "debug": "dim", "trace": "dim"}
+
+state_option = click.option(
+    "--state", "state_dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".hubrt"),
+    show_default=True, help="Hub state directory (holds the SQLite store).")
+engine_option = click.option(
+    "--lua", "engine", type=click.Choice(list(ENGINES)), default=DEFAULT_ENGINE, show_default=True,
+    help="Lua engine: LuaJIT 2.1 (fast) or Lua 5.3 (the hub's own version).")
+strict_option = click.option(
+    "--strict", is_flag=True, help="Make datastore warnings (values that change across a restart) errors.")
+memory_option = click.option(
+    "--max-memory", type=click.IntRange(min=1), default=DEFAULT_MAX_MEMORY // 2**20, show_default=True,
+    metavar="MIB", help="Memory cap of each driver's Lua state, in MiB.")
+start_empty_option = click.option(
+    "--start-empty", is_flag=True,
+    help="Move an existing (e.g. damaged) store aside and start with an empty one.")
+
+
+def _log(level: str, driver: str, text: str) -> None:
+    style = _LEVEL_STYLE.get(level, "")
+    _err.print(f"[{style}]{level.upper():5}[/] [bold]{driver}[/] {text}", markup=True, soft_wrap=True,
+               emoji=False)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    _err.print(f"[bold red]hubrt:[/] {message}", markup=True, soft_wrap=True, emoji=False, highlight=False)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hubrt")
+def main() -> None:
+    """hubrt runs SmartThings-Edge-style Lua drivers on a simulated hub, with a
+    real persistent datastore that survives crashes, restarts and power cuts."""
+
+
+@main.command("lua")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@engine_option
+@state_option
+@strict_option
+@memory_option
+@start_empty_option
+def lua_command(file: Path, engine: str, state_dir: Path, strict: bool, max_memory: int,
+                start_empty: bool) -> None:
+    """Run a standalone Lua FILE as a one-driver hub.
+
+    `require "datastore"` is available and persisted in the state directory
+    under the file's name. A normal end is a graceful stop (everything is
+    saved); an uncaught error is a driver crash: what the script saved
+    survives, unsaved changes do not, and hubrt exits with status 1.
+    """
+    try:
+        hub = Hub(state_dir, engine=engine, strict=strict, max_memory=max_memory * 2**20,
+                  start_empty=start_empty, log=_log)
+    except StoreError as e:
+        _fail(str(e))
+    if start_empty and hub.store.moved_aside:
+        _log("warn", "hub", f"moved the previous store aside to {hub.store.moved_aside}")
+    failure = None
+    try:
+        hub.run_script(file)
+    except LuaFailure as e:
+        failure = e
+    try:
+        hub.shutdown()
+    except StoreError as e:
+        _fail(str(e))
+    if failure is not None:
+        if failure.kind == "exit" and failure.message.endswith("(0)"):
+            return
+        _err.print(f"[bold red]{file.name} crashed:[/] {failure.message}", markup=True, soft_wrap=True,
+                   highlight=False, emoji=False)
+        if failure.traceback:
+            _err.print(failure.traceback, markup=False, soft_wrap=True, highlight=False, emoji=False)
+        sys.exit(1)
+
+
+@main.group("store")
+def store_group() -> None:
+    """Inspect the hub's persistent store."""
+
+
+@store_group.command("show")
+@click.argument("driver", required=False)
+@state_option
+def store_show(driver: str | None, state_dir: Path) -> None:
+    """Print DRIVER's persisted datastore as JSON (all drivers when omitted)."""
+    if not (state_dir / "hub.db").exists():
+        _fail(f"{state_dir}: no hub store here (run a driver with --state {state_dir} first)")
+    try:
+        store = Store(state_dir)
+    except StoreError as e:
+        _fail(str(e))
+    try:
+        names = [driver] if driver else store.drivers()
+        known = store.drivers()
+        for name in names:
+            if name not in known:
+                _fail(f"no datastore for driver {name!r} in {store.path}; drivers with data: "
+                      + (", ".join(known) or "none"))
+        result = {name: store.load(name) for name in names}
+        shown = result[driver] if driver else result
+        click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+    except StoreError as e:
+        _fail(str(e))
+    finally:
+        store.lose_power()  # read-only use: nothing to flush

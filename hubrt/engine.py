@@ -1,0 +1,174 @@
+"""Sandboxed Lua states, one per driver.
+
+lupa's defaults hand Lua a `python` global and attribute access to every Python
+object it sees. A driver is untrusted code, so every state made here is locked
+down: strings cross as bytes (`encoding=None`; non-UTF-8 data stays data),
+Python attributes are unreachable, and driver code runs in an environment
+table built by `lua/host/sandbox.lua` that holds only safe library functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from hubrt.paths import LUA_DIR
+
+ENGINES = {"luajit": "lupa.luajit21", "5.3": "lupa.lua53"}
+DEFAULT_ENGINE = "luajit"
+DEFAULT_MAX_MEMORY = 256 * 1024 * 1024
+
+
+class LuaFailure(Exception):
+    """Driver code raised an error (or stopped) that nothing in Lua caught."""
+
+    def __init__(self, kind: str, message: str, traceback: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind  # "error", "exit", or "memory"
+        self.message = message
+        self.traceback = traceback
+
+
+def _deny_attributes(obj: Any, name: Any, is_setting: bool) -> Any:
+    raise AttributeError("Python objects are not accessible from driver code")
+
+
+def _lupa_module(engine: str):
+    try:
+        return importlib.import_module(ENGINES[engine])
+    except KeyError:
+        raise ValueError(f"unknown Lua engine {engine!r}; choose one of: {', '.join(ENGINES)}") from None
+
+
+def _host_source(name: str) -> bytes:
+    return (LUA_DIR / "host" / name).read_bytes()
+
+
+@dataclass
+class ModuleFinder:
+    """Resolves `require` names to runtime modules first, then the driver's own files."""
+
+    driver_src: Path | None = None
+
+    def find(self, name: str) -> tuple[bytes, str] | tuple[None, str]:
+        parts = name.split(".")
+        if not name or any(p in ("", "..") or "/" in p or "\\" in p for p in parts):
+            return None, f"module '{name}' not found: not a valid module name"
+        if parts[0] == "host":
+            return None, f"module '{name}' not found: host modules are not available to drivers"
+        rel = Path(*parts)
+        tried = []
+        roots = [(LUA_DIR, "[hubrt]")]
+        if self.driver_src is not None:
+            roots.append((self.driver_src, None))
+        for root, label in roots:
+            for candidate in (rel.with_suffix(".lua"), rel / "init.lua"):
+                path = root / candidate
+                tried.append(str(path))
+                if path.is_file():
+                    shown = f"{label}/{candidate.as_posix()}" if label else display_path(path)
+                    return path.read_bytes(), "@" + shown
+        return None, f"module '{name}' not found:\n\tno file " + "\n\tno file ".join(tried)
+
+
+def display_path(path: Path) -> str:
+    """The path as a driver author would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+class LuaState:
+    """One sandboxed Lua state; driver code sees only `self.env`."""
+
+    def __init__(
+        self,
+        engine: str = DEFAULT_ENGINE,
+        *,
+        max_memory: int | None = DEFAULT_MAX_MEMORY,
+        driver_src: Path | None = None,
+        print_line: Callable[[str], None] = print,
+    ) -> None:
+        self.engine = engine
+        self.lupa = _lupa_module(engine)
+        self.runtime = self.lupa.LuaRuntime(
+            encoding=None,
+            register_eval=False,
+            register_builtins=False,
+            unpack_returned_tuples=True,
+            attribute_filter=_deny_attributes,
+            max_memory=max_memory,
+        )
+        self._finder = ModuleFinder(driver_src)
+        host = self.table(
+            print=lambda line: print_line(line.decode("utf-8", "replace")),
+            find_module=self._find_module,
+            explain_syntax_error=self._explain_syntax_error,
+            compat53=self.host_chunk("compat53.lua"),
+        )
+        self.env, self._helpers = self.host_chunk("sandbox.lua")(host)
+
+    # -- building blocks -------------------------------------------------
+
+    def host_chunk(self, name: str):
+        """Compiles a privileged chunk from lua/host/ (it runs with the real globals)."""
+        return self.runtime.execute(b"return load(...)", _host_source(name), b"@[hubrt]/host/" + name.encode())
+
+    def table(self, **fields: Any):
+        return self.runtime.table_from({k.encode(): v for k, v in fields.items()})
+
+    def preload(self, name: str, loader: Any) -> None:
+        """Makes `require(name)` return what `loader(name)` returns (called once)."""
+        self._helpers.preload(name.encode(), loader)
+
+    # -- running driver code ---------------------------------------------
+
+    def run_file(self, path: Path) -> tuple:
+        """Runs a Lua file as driver code; raises LuaFailure for an uncaught error."""
+        src = path.read_bytes()
+        chunk, err = self._helpers.compile(src, ("@" + display_path(path)).encode())
+        if chunk is None:
+            raise LuaFailure("syntax", self._explain_syntax_error(err, src).decode("utf-8", "replace"))
+        return self.call(chunk)
+
+    def call(self, fn: Any, *args: Any) -> tuple:
+        """Calls a Lua function under the sandbox's error handling."""
+        try:
+            result = self._helpers.protected_call(fn, *args)
+        except self.lupa.LuaMemoryError:
+            raise LuaFailure("memory", "not enough memory: the driver's Lua state reached its memory cap") from None
+        if not isinstance(result, tuple):
+            result = (result,)
+        if result[0] is True:
+            return result[1:]
+        _, kind, message, traceback = result
+        raise LuaFailure(kind.decode(), message.decode("utf-8", "replace"), traceback.decode("utf-8", "replace"))
+
+    # -- callbacks from Lua ----------------------------------------------
+
+    def _find_module(self, name: bytes):
+        src, where = self._finder.find(name.decode("utf-8", "replace"))
+        return src, where.encode()
+
+    def _explain_syntax_error(self, err: bytes, src: bytes) -> bytes:
+        """Under LuaJIT, says so when the failing code is valid Lua 5.3."""
+        if self.engine != "luajit" or not _compiles_as_lua53(src):
+            return err
+        return err + b" (this is Lua 5.3 syntax, which LuaJIT does not support; run with --lua 5.3)"
+
+
+_lua53_checker = None
+
+
+def _compiles_as_lua53(src: bytes) -> bool:
+    global _lua53_checker
+    if _lua53_checker is None:
+        from lupa import lua53
+
+        _lua53_checker = lua53.LuaRuntime(encoding=None, register_eval=False, register_builtins=False).eval(
+            b"function(s) return (load(s, '=check', 't', {})) ~= nil end"
+        )
+    return bool(_lua53_checker(src))

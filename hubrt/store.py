@@ -1,0 +1,211 @@
+"""The hub's persistent store: saved snapshots in memory, flushed to SQLite.
+
+This mirrors what the real hub does. A driver's `save` hands its changed keys
+to the hub's memory (`Store.save`); the hub writes them to disk later
+(`Store.flush`: on an interval, on `commit`, on shutdown). A driver crash
+loses nothing that was saved; a power cut loses what was not flushed. Each
+flush is one SQLite transaction, so the file always holds one consistent
+snapshot per driver.
+
+Unlike the hub, a damaged store is never silently replaced: opening it fails
+with a StoreError that names the file and the problem, and only an explicit
+`start_empty=True` moves the damaged file aside and starts anew.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+DB_NAME = "hub.db"
+LOCK_NAME = "hub.lock"
+APPLICATION_ID = 0x68756272  # "hubr"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS datastore (
+    driver TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (driver, key)
+) WITHOUT ROWID;
+"""
+
+START_EMPTY_HINT = "run again with --start-empty to move it aside and start with an empty store"
+
+
+class StoreError(Exception):
+    """The store cannot be used; the message says which file and why."""
+
+
+class Store:
+    """A hub state directory: one SQLite file holding every driver's datastore."""
+
+    def __init__(self, state_dir: Path | str, *, start_empty: bool = False) -> None:
+        self.dir = Path(state_dir)
+        self.path = self.dir / DB_NAME
+        self._pending: dict[str, dict[str, str | None]] = {}
+        self._lock = _lock_state_dir(self.dir)
+        try:
+            if start_empty:
+                self.moved_aside = _move_aside(self.path)
+            self._db = self._open()
+        except BaseException:
+            self._lock.close()
+            raise
+
+    # -- opening -------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: cannot open the store: {e}") from None
+        try:
+            if existed:
+                self._check(db)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            if not existed:
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            db.close()
+            raise StoreError(self._damaged(str(e))) from None
+        except StoreError:
+            db.close()
+            raise
+        return db
+
+    def _check(self, db: sqlite3.Connection) -> None:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        if app_id != APPLICATION_ID:
+            raise StoreError(self._damaged("it is an SQLite database, but not a hubrt store"))
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: written by a newer hubrt (store version {version}, "
+                             f"this hubrt reads up to {SCHEMA_VERSION}); upgrade hubrt to use it")
+        problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise StoreError(self._damaged("the database is corrupt: " + "; ".join(problems[:3])))
+
+    def _damaged(self, what: str) -> str:
+        return f"{self.path}: the store is damaged ({what}). Nothing was changed; {START_EMPTY_HINT}."
+
+    # -- the driver-facing side ------------------------------------------------
+
+    def load(self, driver: str) -> dict[str, Any]:
+        """The driver's saved snapshot (durable rows, overlaid with saves not yet flushed)."""
+        values: dict[str, Any] = {}
+        try:
+            rows = self._db.execute("SELECT key, value FROM datastore WHERE driver = ?", (driver,)).fetchall()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(self._damaged(str(e))) from None
+        for key, text in rows:
+            values[key] = text
+        for key, text in self._pending.get(driver, {}).items():
+            if text is None:
+                values.pop(key, None)
+            else:
+                values[key] = text
+        docs = {}
+        for key, text in values.items():
+            try:
+                docs[key] = orjson.loads(text)
+            except orjson.JSONDecodeError as e:
+                raise StoreError(self._damaged(f"driver {driver!r}, key {key!r} does not hold valid JSON: {e}")) \
+                    from None
+        return docs
+
+    def save(self, driver: str, changes: dict[str, str | None]) -> None:
+        """Takes a driver's changed keys into the hub's memory (JSON text, None = deleted)."""
+        self._pending.setdefault(driver, {}).update(changes)
+
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def flush(self) -> None:
+        """Writes every saved change to disk in one transaction; durable when it returns."""
+        if not self._pending:
+            return
+        upserts = [(d, k, v) for d, ch in self._pending.items() for k, v in ch.items() if v is not None]
+        deletes = [(d, k) for d, ch in self._pending.items() for k, v in ch.items() if v is None]
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO datastore (driver, key, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT (driver, key) DO UPDATE SET value = excluded.value", upserts)
+                self._db.executemany("DELETE FROM datastore WHERE driver = ? AND key = ?", deletes)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: could not write the store ({e}); the saved changes are kept "
+                             "in memory and will be written at the next flush") from None
+        self._pending.clear()
+
+    def drivers(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT DISTINCT driver FROM datastore ORDER BY driver")]
+
+    # -- stopping ----------------------------------------------------------
+
+    def close(self) -> None:
+        """Graceful stop: flush, then close."""
+        try:
+            self.flush()
+        finally:
+            self._release()
+
+    def lose_power(self) -> None:
+        """Power cut: what was not flushed is gone."""
+        self._pending.clear()
+        self._release()
+
+    def _release(self) -> None:
+        self._db.close()
+        self._lock.close()
+
+
+def _lock_state_dir(state_dir: Path):
+    """Holds the state directory for this process; a second hub is refused with the holder's pid."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(state_dir / LOCK_NAME, "a+")
+    except OSError as e:
+        raise StoreError(f"{state_dir}: cannot use this state directory: {e.strerror}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        raise StoreError(f"{state_dir}: in use by another hubrt process (pid {holder}); "
+                         "stop it or choose another --state directory") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
+def _move_aside(path: Path) -> Path | None:
+    """Renames the database (and its WAL files) to *.damaged-TIMESTAMP; returns the new name."""
+    if not path.exists():
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(str(path) + suffix)
+        if src.exists():
+            src.rename(Path(str(target) + suffix))
+    return target
