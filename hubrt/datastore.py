@@ -17,17 +17,15 @@ import itertools
 import math
 import re
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import orjson
 
 from hubrt.engine import LuaState
 from hubrt.store import Store, StoreError
 
-RESERVED = frozenset({b"init", b"save", b"commit", b"is_dirty", b"load", b"_force_save"})
 UNSUPPORTED = "Data store keys and values must be JSON encodable: {} is of unsupported type {}"
 METATABLE = "datastore table values should be simple and not include metatable functionality"
-PROTECTED = "Key: {} refers to a protected method, do not overwrite."
 ROOT_NAME = "datastore"
 
 _MISSING = object()
@@ -37,16 +35,6 @@ _INTEGER_TEXT = re.compile(rb"-?[0-9]+\Z")
 
 class Rejected(Exception):
     """An assignment the datastore refuses; the message is shown to the driver."""
-
-
-class _Sink:
-    """Dirty set of a view that is no longer part of the datastore."""
-
-    def add(self, key: Any) -> None:
-        pass
-
-
-_SINK = _Sink()
 
 
 def key_text(key: Any) -> bytes:
@@ -100,55 +88,75 @@ def _is_utf8(s: bytes) -> bool:
     return True
 
 
+def _fast_writer(node: Node) -> Callable[[Any, Any], Any]:
+    """The function a view's __newindex calls for each assignment.
+
+    This is the hot path of the whole design (one call per write from Lua), so
+    it is a closure rather than a method, and it takes only the commonest
+    case -- an ASCII string key, a scalar value, a table without number keys --
+    handing everything else to `Node.write_checked`. The value itself lives in
+    the view's Lua backing table; Python only validates and marks the
+    top-level key dirty. Reserved method names are refused on the Lua side.
+    """
+    dirty, top, checked = node.ds.dirty, node.top, node.write_checked
+
+    def write(k: Any, v: Any) -> Any:
+        tv = type(v)
+        if (type(k) is bytes and k.isascii() and not node.n_num
+                and (tv is int or tv is bool or (tv is bytes and v.isascii()) or (tv is float and v - v == 0.0))):
+            dirty[k if top is None else top] = None
+            return None
+        return checked(k, v)
+
+    return write
+
+
+Shape = tuple[int, int, int, int]  # number keys, odd number keys, string keys, largest positive int key
+
+
+def _shape_of(keys: Iterable[Any]) -> Shape:
+    n_num = n_odd = n_str = max_int = 0
+    for k in keys:
+        if type(k) is bytes:
+            n_str += 1
+        else:
+            n_num += 1
+            if type(k) is int and k > 0:
+                max_int = max(max_int, k)
+            else:
+                n_odd += 1
+    return n_num, n_odd, n_str, max_int
+
+
+def _is_sequence(shape: Shape) -> bool:
+    n_num, n_odd, n_str, max_int = shape
+    return n_num > 0 and n_odd == 0 and n_str == 0 and n_num == max_int
+
+
 class Node:
-    """The mirror of one datastore table, and the validator of writes into it."""
+    """The Python side of one datastore view: where it sits, its key shape, its validator.
 
-    __slots__ = ("ds", "id", "data", "parent", "key", "top", "dirty", "n_num", "n_odd", "max_int", "__weakref__")
+    The key shape (counts of number and string keys, largest integer key) is
+    tracked only while the table has number keys: it decides whether the
+    table is saved as a JSON array or as an object with string keys.
+    """
 
-    def __init__(self, ds: Datastore, parent: Node | None, key: Any, top: Any) -> None:
+    __slots__ = ("ds", "id", "backing", "parent", "key", "top", "n_num", "n_odd", "n_str", "max_int", "write",
+                 "__weakref__")
+
+    def __init__(self, ds: Datastore, parent: Node | None, key: Any, top: Any, shape: Shape = (0, 0, 0, 0)) -> None:
         self.ds = ds
         self.id = next(ds.ids)
-        self.data: dict = {}
+        self.backing: Any = None  # the view's Lua backing table, set once the view exists
         self.parent = parent
         self.key = key
-        self.top = top
-        self.dirty = ds.dirty
-        self.n_num = 0  # number keys
-        self.n_odd = 0  # number keys that are not positive integers
-        self.max_int = 0
+        self.top = top  # the top-level key this table lives under (None for the datastore itself)
+        self.n_num, self.n_odd, self.n_str, self.max_int = shape
+        self.write = _fast_writer(self)
         ds.nodes[self.id] = self
 
-    # -- the hot path: one call per assignment from Lua --------------------
-
-    def write(self, k: Any, v: Any) -> Any:
-        if type(k) is not bytes or self.n_num or not (k.isascii() or _is_utf8(k)):
-            return self.write_checked(k, v)
-        tv = type(v)
-        if tv is bytes:
-            if not (v.isascii() or _is_utf8(v)):
-                return self.write_checked(k, v)
-        elif tv is float:
-            if v - v != 0.0:  # NaN or infinity
-                return self.write_checked(k, v)
-        elif tv is not int and tv is not bool:
-            return self.write_checked(k, v)
-        top = self.top
-        if top is None:  # the datastore itself: keys are the top-level keys
-            if k in RESERVED:
-                return self.write_checked(k, v)
-            top = k
-        data = self.data
-        old = data.get(k)
-        if type(old) is Node:
-            old.detach()
-        data[k] = v
-        self.dirty.add(top)
-        return None
-
-    # -- everything else ---------------------------------------------------
-
     def write_checked(self, k: Any, v: Any) -> Any:
-        """Validates fully, applies, and tells Lua (ok, warning, replacement)."""
+        """Validates fully, then tells Lua: nothing (ok), or (ok, warning, replacement), or (False, error)."""
         try:
             return self._write_checked(k, v)
         except Rejected as e:
@@ -160,27 +168,20 @@ class Node:
         key = self._check_key(k, path)
         at = path + _show_key(key)
         warnings: list[tuple[str, str, str]] = []
-        replacement = None
         plan = None
-        if v is None:
-            value = None
-        elif ds.lua_type(v) == "table":
-            plan = ds.plan_table(v, at, warnings)
-        else:
-            value = ds.check_scalar(v, at, warnings)
-        old = self.data.get(key, _MISSING)
-        if v is not None or old is not _MISSING:
-            self._check_shape(key, v is None, path, warnings)
+        if v is not None:
+            if ds.lua_type(v) == "table":
+                plan = ds.plan_table(v, at, warnings)
+            else:
+                ds.check_scalar(v, at, warnings)
+        shape = self._shape_after(key, v is None, path, warnings)
         message = ds.warnings_text(warnings)
         if message and ds.strict:
-            raise Rejected(message + " (strict mode)")
-        # Validated: from here on nothing can refuse the write.
-        if type(old) is Node:
-            old.detach()
-        if plan is not None:
-            value, replacement = ds.build(plan, self, key)
-        self._set(key, value, old)
-        self.dirty.add(self.top if self.parent is not None else key)
+            raise Rejected(message + " (strict mode turns this warning into an error)")
+        # Validated: from here on nothing refuses the write.
+        replacement = ds.build(plan, self, key) if plan is not None else None
+        self.n_num, self.n_odd, self.n_str, self.max_int = shape
+        ds.dirty[self.top if self.parent is not None else key] = None
         if message or replacement is not None:
             return True, (message.encode() if message else None), replacement
         return None
@@ -191,63 +192,54 @@ class Node:
             if not _is_utf8(k):
                 raise Rejected(f"a key of {path} is a string that is not valid UTF-8; "
                                "base64-encode binary data before storing it")
-            if self.parent is None and k in RESERVED:
-                raise Rejected(PROTECTED.format(k.decode()))
             return k
         if tk is int or tk is float:
             return k
         text, lua_type = self.ds.describe(k)
-        raise Rejected(UNSUPPORTED.format(text, lua_type) + f" (a key of {path}; JSON keys are strings)")
+        raise Rejected(UNSUPPORTED.format(text.decode("utf-8", "replace"), lua_type.decode())
+                       + f" (a key of {path}; JSON keys are strings)")
 
-    def _shape_after(self, key: Any, deleting: bool) -> tuple[int, int, int, int]:
-        """(number keys, odd number keys, largest positive integer key, size) after the change."""
-        data = self.data
-        exists = key in data
-        change = -exists if deleting else (not exists)
-        size = len(data) + change
-        if type(key) is bytes or not change:
-            return self.n_num, self.n_odd, self.max_int, size
-        n_num = self.n_num + change
-        if not (type(key) is int and key > 0):
-            return n_num, self.n_odd + change, self.max_int, size
-        if change > 0:
-            return n_num, self.n_odd, max(self.max_int, key), size
-        if key != self.max_int:
-            return n_num, self.n_odd, self.max_int, size
-        if self.n_odd == 0 and n_num == key - 1:  # the rest is 1..key-1
-            return n_num, 0, key - 1, size
-        return n_num, self.n_odd, max((k for k in data if type(k) is int and k != key), default=0), size
-
-    def _check_shape(self, key: Any, deleting: bool, path: str, warnings: list) -> None:
-        """Refuses JSON key clashes; warns when number keys will come back as strings."""
+    def _shape_after(self, key: Any, deleting: bool, path: str, warnings: list) -> Shape:
+        """The key shape after this write; refuses JSON key clashes, warns about number keys."""
+        shape: Shape = (self.n_num, self.n_odd, self.n_str, self.max_int)
         is_number = type(key) is not bytes
         if not is_number and not self.n_num:
-            return
-        if not deleting and key not in self.data:
+            return shape  # string keys only: nothing to track
+        backing = self.backing
+        exists = backing[key] is not None
+        if not deleting and not exists:
             twin = key_text(key) if is_number else _number_of_key_text(key)
-            if twin is not None and twin in self.data:
+            if twin is not None and backing[twin] is not None:
                 raise _clash(path, key if is_number else twin)
-        n_num, n_odd, max_int, size = self._shape_after(key, deleting)
+        change = (-1 if exists else 0) if deleting else (0 if exists else 1)
+        if change:
+            shape = self._shape_changed(shape, key, change)
         if self.parent is None:
-            bad = is_number and not deleting
-        else:
-            bad = n_num > 0 and not (n_odd == 0 and n_num == size == max_int)
-        if bad:
-            warnings.append((path, "keys", f"{path}: number keys of "
-                             + ("a table that is not a 1..n sequence" if self.parent else "the datastore itself")
-                             + " come back as string keys after a restart"))
+            if is_number and not deleting:
+                warnings.append((path, "keys", f"{path}: number keys of the datastore itself come back as "
+                                               "string keys after a restart"))
+        elif shape[0] and not _is_sequence(shape):
+            warnings.append((path, "keys", f"{path}: number keys of a table that is not a 1..n sequence "
+                                           "come back as string keys after a restart"))
+        return shape
 
-    def _set(self, key: Any, value: Any, old: Any) -> None:
-        if value is None and old is _MISSING:
-            return
-        self.n_num, self.n_odd, self.max_int, _ = self._shape_after(key, value is None)
-        if value is None:
-            del self.data[key]
-        else:
-            self.data[key] = value
-
-    def is_sequence(self) -> bool:
-        return self.n_num > 0 and self.n_odd == 0 and self.n_num == len(self.data) == self.max_int
+    def _shape_changed(self, shape: Shape, key: Any, change: int) -> Shape:
+        n_num, n_odd, n_str, max_int = shape
+        if n_num == 0:  # the first number key: start tracking
+            n_str = sum(1 for k in self.backing.keys() if type(k) is bytes)
+        if type(key) is bytes:
+            return n_num, n_odd, n_str + change, max_int
+        n_num += change
+        if not (type(key) is int and key > 0):
+            return n_num, n_odd + change, n_str, max_int
+        if change > 0:
+            return n_num, n_odd, n_str, max(max_int, key)
+        if key != max_int:
+            return n_num, n_odd, n_str, max_int
+        if n_odd == 0 and n_num == key - 1:  # the other integer keys are exactly 1..key-1
+            return n_num, n_odd, n_str, key - 1
+        rest = (k for k in self.backing.keys() if type(k) is int and 0 < k != key)
+        return n_num, n_odd, n_str, max(rest, default=0)
 
     def path(self) -> str:
         parts = []
@@ -257,35 +249,23 @@ class Node:
             node = node.parent
         return ROOT_NAME + "".join(reversed(parts))
 
-    def detach(self) -> None:
-        """This table left the datastore: later writes to it persist nothing."""
-        self.dirty = _SINK
-        for v in self.data.values():
-            if type(v) is Node:
-                v.detach()
-
     def to_json(self) -> Any:
-        """The JSON document of this table, as the hub would save it."""
-        data = self.data
-        if self.is_sequence():
-            return [_json_value(data[i]) for i in range(1, self.n_num + 1)]
-        return {key_text(k).decode(): _json_value(v) for k, v in data.items()}
+        """The JSON document of this table, as the hub saves it."""
+        ds = self.ds
+        values = dict(self.backing.items())
+        if self.n_num and _is_sequence((self.n_num, self.n_odd, self.n_str, self.max_int)):
+            return [ds.json_value(values[i]) for i in range(1, self.n_num + 1)]
+        return {key_text(k).decode(): ds.json_value(v) for k, v in values.items()}
 
     def template(self) -> dict:
-        return {k: (v.template() if type(v) is Node else v) for k, v in self.data.items()}
-
-
-def _json_value(v: Any) -> Any:
-    tv = type(v)
-    if tv is bytes:
-        return v.decode()
-    if tv is Node:
-        return v.to_json()
-    return v  # orjson writes NaN and infinity as null, as the hub's JSON does
+        """A deep copy of the contents, in the form `Datastore.new_view` takes."""
+        ds = self.ds
+        return {k: (ds.node_of(v).template() if ds.lua_type(v) == "table" else v)
+                for k, v in self.backing.items()}
 
 
 def _template_from_json(doc: Any) -> Any:
-    """A loaded JSON value in mirror form (strings as bytes, arrays as 1..n keys)."""
+    """A loaded JSON value in the form Lua gets it (strings as bytes, arrays keyed 1..n)."""
     if type(doc) is str:
         return doc.encode()
     if type(doc) is dict:
@@ -298,12 +278,13 @@ def _template_from_json(doc: Any) -> Any:
 class _Plan:
     """A validated table value, not yet turned into a view."""
 
-    __slots__ = ("table", "items", "view")
+    __slots__ = ("table", "children", "shape", "view")
 
-    def __init__(self, table: Any, items: dict, view: Node | None = None) -> None:
+    def __init__(self, table: Any, children: dict, shape: Shape, view: Node | None = None) -> None:
         self.table = table
-        self.items = items
-        self.view = view  # a view that is already in the datastore: stored as a copy
+        self.children = children  # key -> _Plan for the values that are tables
+        self.shape = shape
+        self.view = view  # a view already in the datastore: stored as a copy
 
 
 class Datastore:
@@ -326,8 +307,9 @@ class Datastore:
         self._warned: set[tuple[str, str]] = set()
         self.ids = itertools.count(1)
         self.nodes: weakref.WeakValueDictionary[int, Node] = weakref.WeakValueDictionary()
-        self.dirty: set = set()
+        self.dirty: dict = {}  # top-level keys changed since the last save (a dict keeps their order)
         self.lua_type = state.lupa.lua_type
+        self._table_from = state.runtime.table_from
         self.api = state.host_chunk("datastore.lua")(state.table(
             warn=self._lua_warn,
             save=self.save,
@@ -338,13 +320,14 @@ class Datastore:
         ))
         self.describe = self.api.describe
         self.root = Node(self, None, None, None)
-        self.root_view = self.api.make_root(self.root.write, self.root.id)
+        self.root_view, self.root.backing = self.api.make_root(self.root.write, self.root.id)
         self.load()
-        state.preload("datastore", state.runtime.eval(b"function(m) return function() return m end end")(self.api.module))
+        state.preload("datastore", state.runtime.eval(b"function(m) return function() return m end end")(
+            self.api.module))
 
     # -- validation helpers used by Node -------------------------------------
 
-    def check_scalar(self, v: Any, at: str, warnings: list) -> Any:
+    def check_scalar(self, v: Any, at: str, warnings: list) -> None:
         tv = type(v)
         if tv is bytes:
             if not _is_utf8(v):
@@ -358,7 +341,6 @@ class Datastore:
             text, lua_type = self.describe(v)
             raise Rejected(UNSUPPORTED.format(text.decode("utf-8", "replace"), lua_type.decode())
                            + f" (at {at})")
-        return v
 
     def plan_table(self, t: Any, at: str, warnings: list, seen: dict | None = None) -> _Plan:
         """Validates a table value completely, changing nothing."""
@@ -366,10 +348,7 @@ class Datastore:
         if kind == 2:
             raise Rejected(f"{METATABLE} (at {at})")
         if kind == 1:
-            node = self.nodes.get(ident)
-            if node is None:  # pragma: no cover - a live view always has its node
-                raise Rejected(f"{at}: this datastore table is no longer valid")
-            return _Plan(t, {}, view=node)
+            return _Plan(t, {}, (0, 0, 0, 0), view=self.nodes[ident])
         seen = {} if seen is None else seen
         if ident in seen:
             first = seen[ident]
@@ -378,69 +357,67 @@ class Datastore:
             raise Rejected(f"{at}: the same table also appears at {first}; the datastore saves trees, "
                            "so store a copy instead")
         seen[ident] = at
-        items: dict = {}
-        n_num = n_odd = max_int = 0
+        children: dict = {}
+        keys = []
         for k, v in t.items():
             tk = type(k)
             if tk is bytes:
                 if not _is_utf8(k):
                     raise Rejected(f"a key of {at} is a string that is not valid UTF-8; "
                                    "base64-encode binary data before storing it")
-            elif tk is int or tk is float:
-                n_num += 1
-                if tk is int and k > 0:
-                    max_int = max(max_int, k)
-                else:
-                    n_odd += 1
-            else:
+            elif tk is not int and tk is not float:
                 text, lua_type = self.describe(k)
                 raise Rejected(UNSUPPORTED.format(text.decode("utf-8", "replace"), lua_type.decode())
                                + f" (a key of {at}; JSON keys are strings)")
+            keys.append(k)
             child_at = at + _show_key(k)
             if self.lua_type(v) == "table":
-                items[k] = self.plan_table(v, child_at, warnings, seen)
+                children[k] = self.plan_table(v, child_at, warnings, seen)
             else:
-                items[k] = self.check_scalar(v, child_at, warnings)
-        if n_num:
-            if n_odd or max_int != n_num or n_num != len(items):
-                for k in list(items):
-                    twin = key_text(k) if type(k) is not bytes else None
-                    if twin is not None and twin in items:
-                        raise _clash(at, k)
-                warnings.append((at, "keys", f"{at}: number keys of a table that is not a 1..n sequence "
-                                             "come back as string keys after a restart"))
+                self.check_scalar(v, child_at, warnings)
+        shape = _shape_of(keys)
+        if shape[0] and not _is_sequence(shape):
+            present = set(keys)
+            for k in keys:
+                if type(k) is not bytes and key_text(k) in present:
+                    raise _clash(at, k)
+            warnings.append((at, "keys", f"{at}: number keys of a table that is not a 1..n sequence "
+                                         "come back as string keys after a restart"))
         del seen[ident]
-        return _Plan(t, items)
+        return _Plan(t, children, shape)
 
-    def build(self, plan: _Plan, parent: Node, key: Any) -> tuple[Node, Any]:
-        """Turns a validated plan into views; returns (node, replacement or None)."""
+    def build(self, plan: _Plan, parent: Node, key: Any) -> Any:
+        """Turns a validated plan into views; returns the value to store instead, if any."""
         top = parent.top if parent.parent is not None else key
         if plan.view is not None:
-            return self._new_view(plan.view.template(), parent, key, top)
-        node = Node(self, parent, key, top)
+            return self.new_view(plan.view.template(), parent, key, top)
+        node = Node(self, parent, key, top, plan.shape)
         replacements = {}
-        for k, item in plan.items.items():
-            if type(item) is _Plan:
-                child, replacement = self.build(item, node, k)
-                if replacement is not None:
-                    replacements[k] = replacement
-                item = child
-            node._set(k, item, _MISSING)
-        self.api.adopt(plan.table, node.write, node.id,
-                       self.state.runtime.table_from(replacements) if replacements else None)
-        return node, None
+        for k, child in plan.children.items():
+            replacement = self.build(child, node, k)
+            if replacement is not None:
+                replacements[k] = replacement
+        node.backing = self.api.adopt(plan.table, node.write, node.id,
+                                      self._table_from(replacements) if replacements else None)
+        return None
 
-    def _new_view(self, template: dict, parent: Node, key: Any, top: Any) -> tuple[Node, Any]:
-        """A fresh view holding `template` (mirror-form data); returns (node, proxy)."""
-        node = Node(self, parent, key, top)
-        values = {}
-        for k, v in template.items():
-            if type(v) is dict:
-                v, values[k] = self._new_view(v, node, k, top)
-            else:
-                values[k] = v
-            node._set(k, v, _MISSING)
-        return node, self.api.new_view(node.write, node.id, self.state.runtime.table_from(values))
+    def new_view(self, template: dict, parent: Node, key: Any, top: Any) -> Any:
+        """A fresh view holding `template`; returns the view."""
+        node = Node(self, parent, key, top, _shape_of(template))
+        values = {k: (self.new_view(v, node, k, top) if type(v) is dict else v) for k, v in template.items()}
+        node.backing = self._table_from(values)
+        return self.api.new_view(node.write, node.id, node.backing)
+
+    def node_of(self, view: Any) -> Node:
+        return self.nodes[self.api.inspect(view)[1]]
+
+    def json_value(self, v: Any) -> Any:
+        tv = type(v)
+        if tv is bytes:
+            return v.decode()
+        if tv is int or tv is float or tv is bool:
+            return v  # orjson writes NaN and infinity as null, as the hub's JSON does
+        return self.node_of(v).to_json()
 
     def warnings_text(self, warnings: list[tuple[str, str, str]]) -> str:
         """The warnings not given before for their path; each path warns once per kind."""
@@ -461,18 +438,16 @@ class Datastore:
         """Hands the changed top-level keys to the hub's memory (not yet durable)."""
         if not self.dirty:
             return
-        data = self.root.data
+        backing = self.root.backing
         changes = {}
         for key in self.dirty:
-            value = data.get(key, _MISSING)
-            changes[key_text(key).decode()] = (
-                None if value is _MISSING else orjson.dumps(_json_value(value)).decode()
-            )
+            value = backing[key]
+            changes[key_text(key).decode()] = None if value is None else orjson.dumps(self.json_value(value)).decode()
         self.dirty.clear()
         self.store.save(self.driver, changes)
 
     def force_save(self) -> None:
-        self.dirty.update(self.root.data)
+        self.dirty.update(dict.fromkeys(self.root.backing.keys()))
         self.save()
 
     def commit(self) -> Any:
@@ -485,23 +460,16 @@ class Datastore:
         return True
 
     def load(self) -> None:
-        """(Re)loads the driver's saved snapshot into the root view."""
+        """(Re)loads the driver's saved snapshot into the datastore table."""
         root = self.root
-        for v in root.data.values():
-            if type(v) is Node:
-                v.detach()
-        root.data.clear()
-        root.n_num = root.n_odd = root.max_int = 0
+        root.n_num = root.n_odd = root.n_str = root.max_int = 0
         self.dirty.clear()
         values = {}
         for text_key, doc in self.store.load(self.driver).items():
             key = text_key.encode()
             value = _template_from_json(doc)
-            if value is None:
-                continue
             if type(value) is dict:
-                value, values[key] = self._new_view(value, root, key, key)
-            else:
+                value = self.new_view(value, root, key, key)
+            if value is not None:
                 values[key] = value
-            root.data[key] = value
-        self.api.fill_root(self.state.runtime.table_from(values))
+        self.api.fill_root(self._table_from(values))

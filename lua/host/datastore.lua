@@ -34,12 +34,16 @@ end
 
 local function view_pairs(b) return next, b, nil end
 
-local function make_view(t, write, id, b)
+-- `reserved`, for the top-level table only, holds the datastore's method names.
+local function make_view(t, write, id, b, reserved)
   view_ids[t] = id
   setmetatable(t, {
     __datastore = true,
     __index = b,
     __newindex = function(_, k, v)
+      if reserved and reserved[k] ~= nil then
+        error(where(2) .. "Key: " .. tostring(k) .. " refers to a protected method, do not overwrite.", 0)
+      end
       local status, msg, replacement = write(k, v)
       if status ~= nil then
         if not status then error(where(2) .. msg, 0) end
@@ -80,7 +84,8 @@ function api.adopt(t, write, id, replacements)
   if replacements then
     for k, v in next, replacements do b[k] = v end
   end
-  return make_view(t, write, id, b)
+  make_view(t, write, id, b)
+  return b
 end
 
 function api.new_view(write, id, b)
@@ -102,8 +107,8 @@ function methods.load() bridge.load() return root end
 setmetatable(root_backing, {__index = methods})
 
 function api.make_root(write, id)
-  root = make_view({}, write, id, root_backing)
-  return root
+  root = make_view({}, write, id, root_backing, methods)
+  return root, root_backing
 end
 
 -- Replaces the root's contents (loading a snapshot).
