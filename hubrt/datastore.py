@@ -24,7 +24,11 @@ import orjson
 from hubrt.engine import LuaState
 from hubrt.store import Store, StoreError
 
-UNSUPPORTED = "Data store keys and values must be JSON encodable: {} is of unsupported type {}"
+UNSUPPORTED = "Data store keys and values must be JSON encodable: {}"
+# Stands for "<tostring(x)> is of unsupported type <type(x)>" in a message that
+# Lua completes: lupa converts some Lua values (coroutines) into Python
+# objects that no longer say what they were, so only Lua can describe them.
+DESCRIBE_IN_LUA = "\x00"
 METATABLE = "datastore table values should be simple and not include metatable functionality"
 ROOT_NAME = "datastore"
 
@@ -34,7 +38,15 @@ _INTEGER_TEXT = re.compile(rb"-?[0-9]+\Z")
 
 
 class Rejected(Exception):
-    """An assignment the datastore refuses; the message is shown to the driver."""
+    """An assignment the datastore refuses; the message is shown to the driver.
+
+    `subject` is b"k" or b"v" when Lua must describe the assigned key or value
+    in place of DESCRIBE_IN_LUA.
+    """
+
+    def __init__(self, message: str, subject: bytes | None = None) -> None:
+        super().__init__(message)
+        self.subject = subject
 
 
 def key_text(key: Any) -> bytes:
@@ -160,7 +172,7 @@ class Node:
         try:
             return self._write_checked(k, v)
         except Rejected as e:
-            return False, str(e).encode()
+            return False, str(e).encode(), e.subject
 
     def _write_checked(self, k: Any, v: Any) -> Any:
         ds = self.ds
@@ -173,7 +185,7 @@ class Node:
             if ds.lua_type(v) == "table":
                 plan = ds.plan_table(v, at, warnings)
             else:
-                ds.check_scalar(v, at, warnings)
+                ds.check_scalar(v, at, warnings, None)
         shape = self._shape_after(key, v is None, path, warnings)
         message = ds.warnings_text(warnings)
         if message and ds.strict:
@@ -195,9 +207,7 @@ class Node:
             return k
         if tk is int or tk is float:
             return k
-        text, lua_type = self.ds.describe(k)
-        raise Rejected(UNSUPPORTED.format(text.decode("utf-8", "replace"), lua_type.decode())
-                       + f" (a key of {path}; JSON keys are strings)")
+        raise Rejected(UNSUPPORTED.format(DESCRIBE_IN_LUA) + f" (a key of {path}; JSON keys are strings)", b"k")
 
     def _shape_after(self, key: Any, deleting: bool, path: str, warnings: list) -> Shape:
         """The key shape after this write; refuses JSON key clashes, warns about number keys."""
@@ -318,7 +328,6 @@ class Datastore:
             commit=self.commit,
             load=self.load,
         ))
-        self.describe = self.api.describe
         self.root = Node(self, None, None, None)
         self.root_view, self.root.backing = self.api.make_root(self.root.write, self.root.id)
         self.load()
@@ -327,7 +336,8 @@ class Datastore:
 
     # -- validation helpers used by Node -------------------------------------
 
-    def check_scalar(self, v: Any, at: str, warnings: list) -> None:
+    def check_scalar(self, v: Any, at: str, warnings: list, owner: tuple | None) -> None:
+        """Checks a value that is not a table; `owner` is (table, key) when it is nested."""
         tv = type(v)
         if tv is bytes:
             if not _is_utf8(v):
@@ -338,8 +348,9 @@ class Datastore:
                 warnings.append((at, "nan", f"{at} = {_show_value(v)} comes back as nil after a restart "
                                             "(JSON has no NaN or infinity)"))
         elif tv is not int and tv is not bool:
-            text, lua_type = self.describe(v)
-            raise Rejected(UNSUPPORTED.format(text.decode("utf-8", "replace"), lua_type.decode())
+            if owner is None:
+                raise Rejected(UNSUPPORTED.format(DESCRIBE_IN_LUA) + f" (at {at})", b"v")
+            raise Rejected(UNSUPPORTED.format(self.api.describe_value(*owner).decode("utf-8", "replace"))
                            + f" (at {at})")
 
     def plan_table(self, t: Any, at: str, warnings: list, seen: dict | None = None) -> _Plan:
@@ -366,15 +377,14 @@ class Datastore:
                     raise Rejected(f"a key of {at} is a string that is not valid UTF-8; "
                                    "base64-encode binary data before storing it")
             elif tk is not int and tk is not float:
-                text, lua_type = self.describe(k)
-                raise Rejected(UNSUPPORTED.format(text.decode("utf-8", "replace"), lua_type.decode())
+                raise Rejected(UNSUPPORTED.format(self.api.describe_bad_key(t).decode("utf-8", "replace"))
                                + f" (a key of {at}; JSON keys are strings)")
             keys.append(k)
             child_at = at + _show_key(k)
             if self.lua_type(v) == "table":
                 children[k] = self.plan_table(v, child_at, warnings, seen)
             else:
-                self.check_scalar(v, child_at, warnings)
+                self.check_scalar(v, child_at, warnings, (t, k))
         shape = _shape_of(keys)
         if shape[0] and not _is_sequence(shape):
             present = set(keys)
@@ -383,7 +393,6 @@ class Datastore:
                     raise _clash(at, k)
             warnings.append((at, "keys", f"{at}: number keys of a table that is not a 1..n sequence "
                                          "come back as string keys after a restart"))
-        del seen[ident]
         return _Plan(t, children, shape)
 
     def build(self, plan: _Plan, parent: Node, key: Any) -> Any:

@@ -12,6 +12,14 @@ end
 
 env.table.unpack = unpack
 
+-- LuaJIT's # already ignores __len on tables.
+function env.rawlen(v)
+  if type(v) ~= "table" and type(v) ~= "string" then
+    error("table or string expected", 2)
+  end
+  return #v
+end
+
 -- LuaJIT has one number type; a whole number within 2^53 counts as an integer.
 function env.math.type(x)
   if type(x) ~= "number" then return nil end

@@ -12,8 +12,8 @@
 local bridge = ...
 
 local next, type, error, tostring, setmetatable = next, type, error, tostring, setmetatable
-local rawset, dgetmetatable, getinfo = rawset, debug.getmetatable, debug.getinfo
-local sub = string.sub
+local rawset, rawget, dgetmetatable, getinfo = rawset, rawget, debug.getmetatable, debug.getinfo
+local sub, find = string.sub, string.find
 
 local view_ids = setmetatable({}, {__mode = "k"})
 
@@ -32,6 +32,20 @@ local function where(level)
   end
 end
 
+local function describe(v)
+  return tostring(v) .. " is of unsupported type " .. type(v)
+end
+
+-- Completes a message from Python in which "\0" stands for the description
+-- of the assigned key ("k") or value ("v").
+local function complete(msg, subject, k, v)
+  if not subject then return msg end
+  local i = find(msg, "\0", 1, true)
+  local x = v
+  if subject == "k" then x = k end
+  return sub(msg, 1, i - 1) .. describe(x) .. sub(msg, i + 1)
+end
+
 local function view_pairs(b) return next, b, nil end
 
 -- `reserved`, for the top-level table only, holds the datastore's method names.
@@ -46,7 +60,7 @@ local function make_view(t, write, id, b, reserved)
       end
       local status, msg, replacement = write(k, v)
       if status ~= nil then
-        if not status then error(where(2) .. msg, 0) end
+        if not status then error(where(2) .. complete(msg, replacement, k, v), 0) end
         if msg ~= nil then bridge.warn(where(2) .. msg) end
         if replacement ~= nil then v = replacement end
       end
@@ -70,8 +84,15 @@ function api.inspect(t)
   return 0, tostring(t)
 end
 
-function api.describe(v)
-  return tostring(v), type(v)
+function api.describe_value(t, k)
+  return describe(rawget(t, k))
+end
+
+function api.describe_bad_key(t)
+  for k in next, t do
+    local kt = type(k)
+    if kt ~= "string" and kt ~= "number" then return describe(k) end
+  end
 end
 
 -- Turns the driver's own table into a view, in place (the hub does the same:

@@ -1,0 +1,100 @@
+"""Shared fixtures: both Lua engines, and a one-driver hub that runs Lua snippets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hubrt.engine import ENGINES, LuaFailure
+from hubrt.hub import Hub
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=list(ENGINES))
+def engine(request) -> str:
+    return request.param
+
+
+class LuaHub:
+    """A hub with one driver, `driver`, whose code is given as Lua snippets.
+
+    Each `run` writes the snippet to `driver.lua` and runs it in the driver's
+    current Lua state, the way `hubrt lua` runs a file. The stop methods are
+    the three kinds of stop of spec/datastore.md section 4; after a stop the
+    next `run` starts the hub (or driver) again from what survived.
+    """
+
+    def __init__(self, tmp_path: Path, engine: str, strict: bool = False) -> None:
+        self.dir = tmp_path
+        self.state_dir = tmp_path / "state"
+        self.engine = engine
+        self.strict = strict
+        self.out: list[str] = []
+        self.warnings: list[str] = []
+        self.hub: Hub | None = None
+        self.driver = None
+
+    def _ensure(self):
+        if self.hub is None:
+            self.hub = Hub(self.state_dir, engine=self.engine, strict=self.strict,
+                           print_line=self.out.append,
+                           log=lambda level, driver, text: self.warnings.append(text))
+        if self.driver is None:
+            self.driver = self.hub.start_driver("driver", src_dir=self.dir)
+        return self.driver
+
+    def run(self, code: str) -> tuple:
+        driver = self._ensure()
+        path = self.dir / "driver.lua"
+        path.write_text(textwrap.dedent(code))
+        return driver.run_file(path)
+
+    def fails(self, code: str) -> str:
+        """Runs code that must raise; returns the Lua error message."""
+        with pytest.raises(LuaFailure) as info:
+            self.run(code)
+        return info.value.message
+
+    @property
+    def lua(self):
+        return self._ensure().state
+
+    def crash_driver(self) -> None:
+        self.hub.crash_driver("driver")
+        self.driver = None
+
+    def restart(self) -> None:
+        self.hub.shutdown()
+        self.hub = self.driver = None
+
+    def lose_power(self) -> None:
+        self.hub.lose_power()
+        self.hub = self.driver = None
+
+    def close(self) -> None:
+        if self.hub is not None:
+            self.hub.shutdown()
+            self.hub = self.driver = None
+
+
+@pytest.fixture
+def lua_hub(tmp_path, engine, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # error positions show paths relative to the working directory
+    hub = LuaHub(tmp_path, engine)
+    yield hub
+    hub.close()
+
+
+def hubrt(*args: str, cwd: Path = ROOT, check: bool = False) -> subprocess.CompletedProcess:
+    """Runs the `hubrt` command line in a new process."""
+    result = subprocess.run([sys.executable, "-m", "hubrt", *args], cwd=cwd, capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    if check and result.returncode != 0:
+        raise AssertionError(f"hubrt {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
