@@ -85,10 +85,10 @@ def lua_command(file: Path, engine: str, state_dir: Path, strict: bool, max_memo
     if failure is not None:
         if failure.kind == "exit" and failure.message.endswith("(0)"):
             return
-        _err.print(f"[bold red]{file.name} crashed:[/] {failure.message}", markup=True, soft_wrap=True,
-                   highlight=False, emoji=False)
-        if failure.traceback:
-            _err.print(failure.traceback, markup=False, soft_wrap=True, highlight=False, emoji=False)
+        _err.print(f"[bold red]{file} crashed[/] (a driver crash: what it saved survives, unsaved changes "
+                   "are lost)", markup=True, soft_wrap=True, highlight=False, emoji=False)
+        _err.print(failure.traceback or failure.message, markup=False, soft_wrap=True, highlight=False,
+                   emoji=False)
         sys.exit(1)
 
 

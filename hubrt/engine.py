@@ -145,7 +145,8 @@ class LuaState:
         if result[0] is True:
             return result[1:]
         _, kind, message, traceback = result
-        raise LuaFailure(kind.decode(), message.decode("utf-8", "replace"), traceback.decode("utf-8", "replace"))
+        raise LuaFailure(kind.decode(), message.decode("utf-8", "replace"),
+                         _driver_frames(traceback.decode("utf-8", "replace")))
 
     # -- callbacks from Lua ----------------------------------------------
 
@@ -158,6 +159,12 @@ class LuaState:
         if self.engine != "luajit" or not _compiles_as_lua53(src):
             return err
         return err + b" (this is Lua 5.3 syntax, which LuaJIT does not support; run with --lua 5.3)"
+
+
+def _driver_frames(traceback: str) -> str:
+    """The traceback without the runtime's own frames, which mean nothing to a driver author."""
+    return "\n".join(line for line in traceback.splitlines()
+                     if "[hubrt]/host/" not in line and line.strip() != "[C]: in function 'xpcall'")
 
 
 _lua53_checker = None
