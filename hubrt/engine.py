@@ -139,12 +139,15 @@ class LuaState:
         try:
             result = self._helpers.protected_call(fn, *args)
         except self.lupa.LuaMemoryError:
+            self._helpers.collect_garbage()
             raise LuaFailure("memory", "not enough memory: the driver's Lua state reached its memory cap") from None
         if not isinstance(result, tuple):
             result = (result,)
         if result[0] is True:
             return result[1:]
         _, kind, message, traceback = result
+        if kind == b"memory":
+            self._helpers.collect_garbage()
         raise LuaFailure(kind.decode(), message.decode("utf-8", "replace"),
                          _driver_frames(traceback.decode("utf-8", "replace")))
 

@@ -182,6 +182,10 @@ function helpers.protected_call(f, ...)
     if ok then return true, ... end
     local e = ...
     if stops[e] then return false, e.kind, e.message, "" end
+    if type(e) ~= "table" then -- the handler itself failed: out of memory
+      local msg = tostring(e)
+      return false, msg == "not enough memory" and "memory" or "error", msg, ""
+    end
     return false, "error", e.message, e.traceback
   end
   return unpack_result(xpcall(f, handler, ...))
@@ -194,6 +198,7 @@ end
 
 function helpers.preload(name, loader) preload[name] = loader end
 
-helpers.is_stop = is_stop
+-- After an out-of-memory error the garbage stays until the next cycle.
+function helpers.collect_garbage() collectgarbage("collect") end
 
 return env, helpers
