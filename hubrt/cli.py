@@ -78,6 +78,9 @@ def lua_command(file: Path, engine: str, state_dir: Path, strict: bool, max_memo
         hub.run_script(file)
     except LuaFailure as e:
         failure = e
+    except StoreError as e:
+        hub.lose_power()  # nothing was saved by this run; leave the store as it is
+        _fail(str(e))
     try:
         hub.shutdown()
     except StoreError as e:

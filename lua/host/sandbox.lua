@@ -33,7 +33,6 @@ local function new_stop(kind, message, code)
   stops[s] = true
   return s
 end
-local function is_stop(e) return stops[e] == true end
 
 local function pass_unless_stop(ok, ...)
   if not ok and stops[(...)] then error((...), 0) end

@@ -1,0 +1,121 @@
+"""A damaged or busy store on disk: a clear message, the damaged file kept, never silently replaced."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, hubrt
+
+SEED = str(ROOT / "drivers" / "examples" / "seed_datastore.lua")
+
+
+def make_store(state):
+    hubrt("lua", SEED, "--state", str(state), check=True)
+    return state / "hub.db"
+
+
+def assert_refused(state, db, original: bytes, expected: str):
+    result = hubrt("lua", SEED, "--state", str(state))
+    assert result.returncode == 2, result.stderr
+    assert str(db) in result.stderr and expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert db.read_bytes() == original, "the damaged file is left exactly as it was"
+
+
+def test_garbage_file(tmp_path):
+    db = tmp_path / "hub.db"
+    db.write_bytes(b"this is not a database at all" * 100)
+    assert_refused(tmp_path, db, db.read_bytes(), "--start-empty")
+
+
+def test_truncated_file(tmp_path):
+    db = make_store(tmp_path)
+    with sqlite3.connect(db) as conn:  # enough rows to span several pages
+        conn.executemany("INSERT INTO datastore VALUES ('filler', ?, ?)",
+                         [(f"k{i}", '"' + "x" * 200 + '"') for i in range(200)])
+    conn.close()
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 2])
+    assert_refused(tmp_path, db, data[: len(data) // 2], "damaged")
+
+
+def test_foreign_sqlite_file(tmp_path):
+    db = tmp_path / "hub.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE photos (id INTEGER)")
+    conn.commit()
+    conn.close()
+    assert_refused(tmp_path, db, db.read_bytes(), "not a hubrt store")
+
+
+def test_store_from_a_newer_hubrt(tmp_path):
+    db = make_store(tmp_path)
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 99")
+    conn.commit()
+    conn.close()
+    assert_refused(tmp_path, db, db.read_bytes(), "newer hubrt")
+
+
+def test_invalid_json_in_a_row_names_driver_and_key(tmp_path):
+    db = make_store(tmp_path)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE datastore SET value = '{broken' WHERE key = 'multi_nested_table'")
+    conn.commit()
+    conn.close()
+    result = hubrt("lua", SEED, "--state", str(tmp_path))
+    assert result.returncode == 2
+    assert "'seed_datastore'" in result.stderr and "'multi_nested_table'" in result.stderr
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT value FROM datastore").fetchall() == [("{broken",)], "nothing overwritten"
+    conn.close()
+
+
+def test_bit_flips_are_caught_or_harmless(tmp_path):
+    db = make_store(tmp_path)
+    good = hubrt("store", "show", "--state", str(tmp_path), check=True).stdout
+    data = bytearray(db.read_bytes())
+    for offset in range(100, len(data), max(1, len(data) // 40)):
+        flipped = bytearray(data)
+        flipped[offset] ^= 0x5A
+        db.write_bytes(bytes(flipped))
+        result = hubrt("store", "show", "--state", str(tmp_path))
+        assert "Traceback" not in result.stderr
+        assert (result.returncode == 0 and result.stdout == good) or \
+               (result.returncode == 2 and "damaged" in result.stderr), (offset, result.stderr, result.stdout)
+    db.write_bytes(bytes(data))
+
+
+def test_start_empty_moves_the_damaged_store_aside(tmp_path):
+    db = tmp_path / "hub.db"
+    db.write_bytes(b"garbage" * 1000)
+    result = hubrt("lua", SEED, "--state", str(tmp_path), "--start-empty", check=True)
+    assert "moved the previous store aside" in result.stderr
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("hub.db.damaged-")]
+    assert len(kept) == 1 and kept[0].read_bytes() == b"garbage" * 1000
+    assert "multi_nested_table" in hubrt("store", "show", "--state", str(tmp_path), check=True).stdout
+
+
+def test_second_hub_on_the_same_state_directory_is_refused(tmp_path):
+    script = tmp_path / "hold.lua"
+    script.write_text('print("ready")\nwhile true do end\n')
+    proc = subprocess.Popen([sys.executable, "-m", "hubrt", "lua", str(script), "--state", str(tmp_path / "s")],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        result = hubrt("lua", SEED, "--state", str(tmp_path / "s"))
+        assert result.returncode == 2
+        assert f"pid {proc.pid}" in result.stderr and "another hubrt process" in result.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_state_directory_that_cannot_be_created(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = hubrt("lua", SEED, "--state", str(blocker / "state"))
+    assert result.returncode == 2 and "cannot use this state directory" in result.stderr
