@@ -100,8 +100,14 @@ def _is_utf8(s: bytes) -> bool:
     return True
 
 
-def _fast_writer(node: Node) -> Callable[[Any, Any], Any]:
-    """The function a view's __newindex calls for each assignment.
+def _is_plain_scalar(v: Any) -> bool:
+    """True for the values that need no further look: ints, booleans, ASCII strings, finite floats."""
+    tv = type(v)
+    return tv is int or tv is bool or (tv is bytes and v.isascii()) or (tv is float and v - v == 0.0)
+
+
+def _fast_writer(node: Node) -> tuple[Callable[[Any, Any], Any], Callable[[bool], None]]:
+    """The function a view's __newindex calls for each assignment, and its switch.
 
     This is the hot path of the whole design (one call per write from Lua), so
     it is a closure rather than a method, and it takes only the commonest
@@ -109,18 +115,26 @@ def _fast_writer(node: Node) -> Callable[[Any, Any], Any]:
     handing everything else to `Node.write_checked`. The value itself lives in
     the view's Lua backing table; Python only validates and marks the
     top-level key dirty. Reserved method names are refused on the Lua side.
+    The switch turns the shortcut off while the table has number keys (a
+    closure variable is cheaper to test than an attribute).
     """
     dirty, top, checked = node.ds.dirty, node.top, node.write_checked
+    fast = True
 
     def write(k: Any, v: Any) -> Any:
+        # _is_plain_scalar(v), inlined: a function call here costs 10% of the write rate
         tv = type(v)
-        if (type(k) is bytes and k.isascii() and not node.n_num
+        if (fast and type(k) is bytes and k.isascii()
                 and (tv is int or tv is bool or (tv is bytes and v.isascii()) or (tv is float and v - v == 0.0))):
             dirty[k if top is None else top] = None
             return None
         return checked(k, v)
 
-    return write
+    def set_fast(on: bool) -> None:
+        nonlocal fast
+        fast = on
+
+    return write, set_fast
 
 
 Shape = tuple[int, int, int, int]  # number keys, odd number keys, string keys, largest positive int key
@@ -154,7 +168,7 @@ class Node:
     """
 
     __slots__ = ("ds", "id", "backing", "parent", "key", "top", "n_num", "n_odd", "n_str", "max_int", "write",
-                 "__weakref__")
+                 "_set_fast", "__weakref__")
 
     def __init__(self, ds: Datastore, parent: Node | None, key: Any, top: Any, shape: Shape = (0, 0, 0, 0)) -> None:
         self.ds = ds
@@ -163,9 +177,13 @@ class Node:
         self.parent = parent
         self.key = key
         self.top = top  # the top-level key this table lives under (None for the datastore itself)
-        self.n_num, self.n_odd, self.n_str, self.max_int = shape
-        self.write = _fast_writer(self)
+        self.write, self._set_fast = _fast_writer(self)
+        self.set_shape(shape)
         ds.nodes[self.id] = self
+
+    def set_shape(self, shape: Shape) -> None:
+        self.n_num, self.n_odd, self.n_str, self.max_int = shape
+        self._set_fast(self.n_num == 0)
 
     def write_checked(self, k: Any, v: Any) -> Any:
         """Validates fully, then tells Lua: nothing (ok), or (ok, warning, replacement), or (False, error)."""
@@ -192,7 +210,7 @@ class Node:
             raise Rejected(message + " (strict mode turns this warning into an error)")
         # Validated: from here on nothing refuses the write.
         replacement = ds.build(plan, self, key) if plan is not None else None
-        self.n_num, self.n_odd, self.n_str, self.max_int = shape
+        self.set_shape(shape)
         ds.dirty[self.top if self.parent is not None else key] = None
         if message or replacement is not None:
             return True, (message.encode() if message else None), replacement
@@ -373,14 +391,16 @@ class Datastore:
         for k, v in t.items():
             tk = type(k)
             if tk is bytes:
-                if not _is_utf8(k):
+                if not (k.isascii() or _is_utf8(k)):
                     raise Rejected(f"a key of {at} is a string that is not valid UTF-8; "
                                    "base64-encode binary data before storing it")
             elif tk is not int and tk is not float:
                 raise Rejected(UNSUPPORTED.format(self.api.describe_bad_key(t).decode("utf-8", "replace"))
                                + f" (a key of {at}; JSON keys are strings)")
             keys.append(k)
-            child_at = at + _show_key(k)
+            if _is_plain_scalar(v):
+                continue
+            child_at = at + _show_key(k)  # only built for values that may warn or fail
             if self.lua_type(v) == "table":
                 children[k] = self.plan_table(v, child_at, warnings, seen)
             else:
@@ -471,7 +491,7 @@ class Datastore:
     def load(self) -> None:
         """(Re)loads the driver's saved snapshot into the datastore table."""
         root = self.root
-        root.n_num = root.n_odd = root.n_str = root.max_int = 0
+        root.set_shape((0, 0, 0, 0))
         self.dirty.clear()
         values = {}
         for text_key, doc in self.store.load(self.driver).items():

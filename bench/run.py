@@ -1,0 +1,137 @@
+"""hubrt benchmarks (`make bench`).
+
+Every figure is measured side by side in one run, in interleaved rounds, and
+reported as a median; ratios are taken within each round, because these
+machines are noisy. Targets (issue 2):
+  - scalar datastore writes at >= 70% of the rate of a Lua closure calling a
+    Python no-op (the floor of a design where every write reaches Python);
+  - saving after changing 1 top-level key of a 10 MB datastore (10,000 keys)
+    in under 1 ms.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hubrt.hub import Hub  # noqa: E402
+
+ROUNDS = 5
+ENGINES = ("luajit", "5.3")
+
+SETUP = b"""function(env, noop)
+  local ds = env.require("datastore").init()
+  local KEYS = {}
+  for i = 1, 64 do KEYS[i] = "key" .. i end
+  local plain = {}
+  local function call_python(k, v) noop(k, v) end
+  local bench = {}
+  function bench.datastore(n) for j = 1, n do for i = 1, 64 do ds[KEYS[i]] = j end end end
+  function bench.plain(n) for j = 1, n do for i = 1, 64 do plain[KEYS[i]] = j end end end
+  function bench.noop_call(n) for j = 1, n do for i = 1, 64 do call_python(KEYS[i], j) end end end
+  function bench.assign_array(n)
+    for j = 1, n do local t = {} for i = 1, 1000 do t[i] = i end ds.big = t end
+  end
+  function bench.assign_map(n)
+    for j = 1, n do local t = {} for i = 1, 1000 do t[KEYS[i % 64 + 1] .. i] = i end ds.big = t end
+  end
+  function bench.fill(nkeys)
+    local blob = string.rep("x", 90)
+    for i = 1, nkeys do
+      local t = {}
+      for j = 1, 10 do t["field" .. j] = blob .. j end
+      ds["device" .. i] = t
+    end
+  end
+  function bench.touch_one(i) ds["device" .. i].field1 = "changed" .. i end
+  function bench.touch_all(nkeys, tag) for i = 1, nkeys do ds["device" .. i].field1 = tag .. i end end
+  function bench.save() ds:save() end
+  function bench.commit() assert(ds:commit()) end
+  return bench
+end"""
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def timed(fn, *args) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
+
+
+def new_bench(engine: str, tmp: str):
+    hub = Hub(Path(tmp) / engine, engine=engine, max_memory=None)
+    driver = hub.start_driver("bench")
+    state = driver.state
+    return hub, state.runtime.eval(SETUP)(state.env, lambda k, v: None)
+
+
+def scalar_writes(engine: str, tmp: str) -> None:
+    hub, bench = new_bench(engine, tmp)
+    n = 1500
+    rates = {"datastore": [], "plain": [], "noop_call": []}
+    ratios = []
+    for _ in range(ROUNDS):
+        round_rates = {}
+        for name in rates:
+            round_rates[name] = n * 64 / timed(bench[name.encode()], n)
+            rates[name].append(round_rates[name])
+        ratios.append(round_rates["datastore"] / round_rates["noop_call"])
+    print(f"  scalar writes/s: datastore {median(rates['datastore']) / 1e6:6.2f}M   "
+          f"plain Lua table {median(rates['plain']) / 1e6:7.1f}M   "
+          f"Lua closure -> Python no-op {median(rates['noop_call']) / 1e6:6.2f}M")
+    ratio = median(ratios)
+    print(f"  datastore / no-op call: {ratio:.2f}  (target >= 0.70: {'met' if ratio >= 0.70 else 'NOT met'})")
+    n = 20
+    arr, mp = [], []
+    for _ in range(ROUNDS):
+        arr.append(timed(bench.assign_array, n) / n * 1e6)
+        mp.append(timed(bench.assign_map, n) / n * 1e6)
+    print(f"  assign a 1000-entry table (incl. building it in Lua): array {median(arr):7.0f} us   "
+          f"map {median(mp):7.0f} us")
+    hub.lose_power()
+
+
+def large_saves(engine: str, tmp: str) -> None:
+    hub, bench = new_bench(engine, tmp)
+    nkeys = 10_000
+    fill = timed(bench.fill, nkeys)
+    size = timed(bench.save)
+    json_bytes = sum(len(v or "") for v in hub.store._pending["bench"].values())
+    flush = timed(hub.store.flush)
+    print(f"  10,000-key datastore: {json_bytes / 1e6:.1f} MB of JSON; filled in {fill:.2f} s, "
+          f"first save {size * 1e3:.0f} ms, first flush {flush * 1e3:.0f} ms")
+    one, all_, one_c, all_c = [], [], [], []
+    for r in range(ROUNDS):
+        bench.touch_one(r + 1)
+        one.append(timed(bench.save) * 1e6)
+        bench.touch_one(r + 2)
+        one_c.append(timed(bench.commit) * 1e6)
+        bench.touch_all(nkeys, f"r{r}".encode())
+        all_.append(timed(bench.save) * 1e6)
+        bench.touch_all(nkeys, f"c{r}".encode())
+        all_c.append(timed(bench.commit) * 1e6)
+    ok = median(one) < 1000
+    print(f"  save after changing 1 key: {median(one):8.0f} us   all 10,000 keys: {median(all_):9.0f} us   "
+          f"ratio {median(all_) / median(one):.0f}x  (target 1-key save < 1 ms: {'met' if ok else 'NOT met'})")
+    print(f"  commit (save + durable flush) 1 key: {median(one_c):8.0f} us   all keys: {median(all_c):9.0f} us")
+    hub.lose_power()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for engine in ENGINES:
+            print(f"[{engine}]")
+            scalar_writes(engine, tmp)
+            large_saves(engine, tmp)
+
+
+if __name__ == "__main__":
+    main()
