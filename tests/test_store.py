@@ -12,6 +12,17 @@ from conftest import ROOT, hubrt
 SEED = str(ROOT / "drivers" / "examples" / "seed_datastore.lua")
 
 
+def sql(db, statement: str) -> list:
+    """Runs one statement on the database file, as another program would."""
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute(statement).fetchall()
+        conn.commit()
+    finally:
+        conn.close()
+    return rows
+
+
 def make_store(state):
     hubrt("lua", SEED, "--state", str(state), check=True)
     return state / "hub.db"
@@ -44,34 +55,23 @@ def test_truncated_file(tmp_path):
 
 def test_foreign_sqlite_file(tmp_path):
     db = tmp_path / "hub.db"
-    conn = sqlite3.connect(db)
-    conn.execute("CREATE TABLE photos (id INTEGER)")
-    conn.commit()
-    conn.close()
+    sql(db, "CREATE TABLE photos (id INTEGER)")
     assert_refused(tmp_path, db, db.read_bytes(), "not a hubrt store")
 
 
 def test_store_from_a_newer_hubrt(tmp_path):
     db = make_store(tmp_path)
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA user_version = 99")
-    conn.commit()
-    conn.close()
+    sql(db, "PRAGMA user_version = 99")
     assert_refused(tmp_path, db, db.read_bytes(), "newer hubrt")
 
 
 def test_invalid_json_in_a_row_names_driver_and_key(tmp_path):
     db = make_store(tmp_path)
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE datastore SET value = '{broken' WHERE key = 'multi_nested_table'")
-    conn.commit()
-    conn.close()
+    sql(db, "UPDATE datastore SET value = '{broken' WHERE key = 'multi_nested_table'")
     result = hubrt("lua", SEED, "--state", str(tmp_path))
     assert result.returncode == 2
     assert "'seed_datastore'" in result.stderr and "'multi_nested_table'" in result.stderr
-    conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM datastore").fetchall() == [("{broken",)], "nothing overwritten"
-    conn.close()
+    assert sql(db, "SELECT value FROM datastore") == [("{broken",)], "nothing overwritten"
 
 
 def test_bit_flips_are_caught_or_harmless(tmp_path):
