@@ -1,0 +1,26 @@
+"""`require` finds the driver's own modules (and hubrt's), with errors naming the driver's files."""
+
+
+def test_driver_modules_are_found_next_to_the_entry_point(lua_hub):
+    (lua_hub.dir / "helpers").mkdir()
+    (lua_hub.dir / "helpers" / "math2.lua").write_text("return {double = function(x) return 2 * x end}\n")
+    (lua_hub.dir / "store_it.lua").write_text(
+        "return function(ds, v)\n  ds.v = v\nend\n")
+    lua_hub.run("""
+        local m = require "helpers.math2"
+        assert(m.double(21) == 42)
+        assert(require("helpers.math2") == m, "modules load once")
+    """)
+    message = lua_hub.fails('require("store_it")(require("datastore").init(), print)')
+    assert message.startswith("store_it.lua:2: "), message
+
+
+def test_missing_module_lists_where_it_looked(lua_hub):
+    message = lua_hub.fails('require "no.such.module"')
+    assert "module 'no.such.module' not found" in message and "no/such/module.lua" in message
+
+
+def test_syntax_error_in_a_module_names_its_file(lua_hub):
+    (lua_hub.dir / "broken.lua").write_text("local x = = 1\n")
+    message = lua_hub.fails('require "broken"')
+    assert "broken.lua:1:" in message
