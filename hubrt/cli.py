@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 import orjson
 from rich.console import Console
+from rich.markup import escape
 
 from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, ENGINES, LuaFailure
-from hubrt.hub import Hub
+from hubrt.hub import Hub, LogRecord
 from hubrt.store import Store, StoreError
 
 _err = Console(stderr=True, highlight=False)
@@ -32,10 +33,11 @@ start_empty_option = click.option(
     help="Move an existing (e.g. damaged) store aside and start with an empty one.")
 
 
-def _log(level: str, driver: str, text: str) -> None:
-    style = _LEVEL_STYLE.get(level, "")
-    _err.print(f"[{style}]{level.upper():5}[/] [bold]{driver}[/] {text}", markup=True, soft_wrap=True,
-               emoji=False)
+def _log(record: LogRecord) -> None:
+    style = _LEVEL_STYLE.get(record.level, "")
+    device = f" [magenta]{escape(record.device)}[/]" if record.device else ""
+    _err.print(f"[dim]{record.time:8.3f}[/] [{style}]{record.level.upper():5}[/] [bold]{escape(record.driver)}[/]"
+               f"{device} {escape(record.text)}", markup=True, soft_wrap=True, emoji=False, highlight=False)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -68,11 +70,11 @@ def lua_command(file: Path, engine: str, state_dir: Path, strict: bool, max_memo
     """
     try:
         hub = Hub(state_dir, engine=engine, strict=strict, max_memory=max_memory * 2**20,
-                  start_empty=start_empty, log=_log)
+                  start_empty=start_empty, on_log=_log)
     except StoreError as e:
         _fail(str(e))
     if start_empty and hub.store.moved_aside:
-        _log("warn", "hub", f"moved the previous store aside to {hub.store.moved_aside}")
+        hub.log("warn", "hub", f"moved the previous store aside to {hub.store.moved_aside}")
     failure = None
     try:
         hub.run_script(file)

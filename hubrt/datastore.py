@@ -345,6 +345,7 @@ class Datastore:
             is_dirty=lambda: bool(self.dirty),
             commit=self.commit,
             load=self.load,
+            where=state.helpers.where,
         ))
         self.root = Node(self, None, None, None)
         self.root_view, self.root.backing = self.api.make_root(self.root.write, self.root.id)

@@ -52,12 +52,13 @@ class ModuleFinder:
 
     driver_src: Path | None = None
 
-    def find(self, name: str) -> tuple[bytes, str] | tuple[None, str]:
+    def find(self, name: str) -> tuple[bytes | None, str, bool]:
+        """(source, chunk name, is a runtime module) or (None, message, False)."""
         parts = name.split(".")
         if not name or any(p in ("", "..") or "/" in p or "\\" in p for p in parts):
-            return None, f"module '{name}' not found: not a valid module name"
+            return None, f"module '{name}' not found: not a valid module name", False
         if parts[0] == "host":
-            return None, f"module '{name}' not found: host modules are not available to drivers"
+            return None, f"module '{name}' not found: host modules are not available to drivers", False
         rel = Path(*parts)
         tried = []
         roots = [(LUA_DIR, "[hubrt]")]
@@ -69,8 +70,8 @@ class ModuleFinder:
                 tried.append(str(path))
                 if path.is_file():
                     shown = f"{label}/{candidate.as_posix()}" if label else display_path(path)
-                    return path.read_bytes(), "@" + shown
-        return None, f"module '{name}' not found:\n\tno file " + "\n\tno file ".join(tried)
+                    return path.read_bytes(), "@" + shown, label is not None
+        return None, f"module '{name}' not found:\n\tno file " + "\n\tno file ".join(tried), False
 
 
 def display_path(path: Path) -> str:
@@ -91,7 +92,10 @@ class LuaState:
         max_memory: int | None = DEFAULT_MAX_MEMORY,
         driver_src: Path | None = None,
         print_line: Callable[[str], None] = print,
+        interruptible: bool = False,
     ) -> None:
+        """`interruptible` turns LuaJIT's compiler off: compiled loops skip the
+        instruction-count hook that stops a runaway handler (facts/lupa.md 8)."""
         self.engine = engine
         self.lupa = _lupa_module(engine)
         self.runtime = self.lupa.LuaRuntime(
@@ -102,6 +106,8 @@ class LuaState:
             attribute_filter=_deny_attributes,
             max_memory=max_memory,
         )
+        if interruptible and engine == "luajit":
+            self.runtime.execute(b"jit.off()")
         self._finder = ModuleFinder(driver_src)
         host = self.table(
             print=lambda line: print_line(line.decode("utf-8", "replace")),
@@ -109,7 +115,7 @@ class LuaState:
             explain_syntax_error=self._explain_syntax_error,
             compat53=self.host_chunk("compat53.lua"),
         )
-        self.env, self._helpers = self.host_chunk("sandbox.lua")(host)
+        self.env, self.helpers = self.host_chunk("sandbox.lua")(host)
 
     # -- building blocks -------------------------------------------------
 
@@ -122,24 +128,31 @@ class LuaState:
 
     def preload(self, name: str, loader: Any) -> None:
         """Makes `require(name)` return what `loader(name)` returns (called once)."""
-        self._helpers.preload(name.encode(), loader)
+        self.helpers.preload(name.encode(), loader)
 
     # -- running driver code ---------------------------------------------
 
+    def compile_file(self, path: Path) -> tuple[Any, str]:
+        """(chunk, "") or (None, the syntax error) for a Lua file of driver code."""
+        src = path.read_bytes()
+        chunk, err = self.helpers.compile(src, ("@" + display_path(path)).encode())
+        if chunk is None:
+            return None, self._explain_syntax_error(err, src).decode("utf-8", "replace")
+        return chunk, ""
+
     def run_file(self, path: Path) -> tuple:
         """Runs a Lua file as driver code; raises LuaFailure for an uncaught error."""
-        src = path.read_bytes()
-        chunk, err = self._helpers.compile(src, ("@" + display_path(path)).encode())
+        chunk, err = self.compile_file(path)
         if chunk is None:
-            raise LuaFailure("syntax", self._explain_syntax_error(err, src).decode("utf-8", "replace"))
+            raise LuaFailure("syntax", err)
         return self.call(chunk)
 
     def call(self, fn: Any, *args: Any) -> tuple:
         """Calls a Lua function under the sandbox's error handling."""
         try:
-            result = self._helpers.protected_call(fn, *args)
+            result = self.helpers.protected_call(fn, *args)
         except self.lupa.LuaMemoryError:
-            self._helpers.collect_garbage()
+            self.helpers.collect_garbage()
             raise LuaFailure("memory", "not enough memory: the driver's Lua state reached its memory cap") from None
         if not isinstance(result, tuple):
             result = (result,)
@@ -147,27 +160,27 @@ class LuaState:
             return result[1:]
         _, kind, message, traceback = result
         if kind == b"memory":
-            self._helpers.collect_garbage()
+            self.helpers.collect_garbage()
         raise LuaFailure(kind.decode(), message.decode("utf-8", "replace"),
-                         _driver_frames(traceback.decode("utf-8", "replace")))
+                         self.driver_frames(traceback.decode("utf-8", "replace")))
+
+    @staticmethod
+    def driver_frames(traceback: str) -> str:
+        """The traceback without the runtime's own frames, which mean nothing to a driver author."""
+        return "\n".join(line for line in traceback.splitlines()
+                         if "[hubrt]/host/" not in line and line.strip() != "[C]: in function 'xpcall'")
 
     # -- callbacks from Lua ----------------------------------------------
 
     def _find_module(self, name: bytes):
-        src, where = self._finder.find(name.decode("utf-8", "replace"))
-        return src, where.encode()
+        src, where, is_runtime = self._finder.find(name.decode("utf-8", "replace"))
+        return src, where.encode(), is_runtime
 
     def _explain_syntax_error(self, err: bytes, src: bytes) -> bytes:
         """Under LuaJIT, says so when the failing code is valid Lua 5.3."""
         if self.engine != "luajit" or not _compiles_as_lua53(src):
             return err
         return err + b" (this is Lua 5.3 syntax, which LuaJIT does not support; run with --lua 5.3)"
-
-
-def _driver_frames(traceback: str) -> str:
-    """The traceback without the runtime's own frames, which mean nothing to a driver author."""
-    return "\n".join(line for line in traceback.splitlines()
-                     if "[hubrt]/host/" not in line and line.strip() != "[C]: in function 'xpcall'")
 
 
 _lua53_checker = None

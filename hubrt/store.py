@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS datastore (
     value  TEXT NOT NULL,
     PRIMARY KEY (driver, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS devices (
+    id     TEXT PRIMARY KEY,
+    record TEXT NOT NULL,
+    seq    INTEGER NOT NULL
+);
 """
 
 START_EMPTY_HINT = "run again with --start-empty to move it aside and start with an empty store"
@@ -153,6 +158,38 @@ class Store:
             raise StoreError(f"{self.path}: could not write the store ({e}); the saved changes are kept "
                              "in memory and will be written at the next flush") from None
         self._pending.clear()
+
+    # -- device records (hub data: written through at once) --------------------
+
+    def put_device(self, device_id: str, record: dict) -> None:
+        try:  # one statement: atomic and durable on its own
+            self._db.execute(
+                "INSERT INTO devices (id, record, seq) VALUES (?, ?, "
+                "(SELECT COALESCE(MAX(seq), 0) + 1 FROM devices)) "
+                "ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+                (device_id, orjson.dumps(record).decode()))
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: could not write device {device_id}: {e}") from None
+
+    def delete_device(self, device_id: str) -> None:
+        try:
+            self._db.execute("DELETE FROM devices WHERE id = ?", (device_id,))
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: could not delete device {device_id}: {e}") from None
+
+    def devices(self) -> list[dict]:
+        """Every device record, in the order the devices were added."""
+        records = []
+        try:
+            rows = self._db.execute("SELECT id, record FROM devices ORDER BY seq").fetchall()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(self._damaged(str(e))) from None
+        for device_id, text in rows:
+            try:
+                records.append(orjson.loads(text))
+            except orjson.JSONDecodeError as e:
+                raise StoreError(self._damaged(f"device {device_id!r} is not valid JSON: {e}")) from None
+        return records
 
     def drivers(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT DISTINCT driver FROM datastore ORDER BY driver")]

@@ -44,7 +44,7 @@ class LuaHub:
         if self.hub is None:
             self.hub = Hub(self.state_dir, engine=self.engine, strict=self.strict,
                            print_line=self.out.append,
-                           log=lambda level, driver, text: self.warnings.append(text))
+                           on_log=lambda record: self.warnings.append(record.text))
         if self.driver is None:
             self.driver = self.hub.start_driver("driver", src_dir=self.dir)
         return self.driver

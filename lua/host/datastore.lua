@@ -10,27 +10,13 @@
 -- helpers that Python uses to turn tables into views.
 
 local bridge = ...
+local where = bridge.where
 
 local next, type, error, tostring, setmetatable = next, type, error, tostring, setmetatable
-local rawset, rawget, dgetmetatable, getinfo = rawset, rawget, debug.getmetatable, debug.getinfo
+local rawset, rawget, dgetmetatable = rawset, rawget, debug.getmetatable
 local sub, find = string.sub, string.find
 
 local view_ids = setmetatable({}, {__mode = "k"})
-
--- "file:line: " of the nearest caller that is driver code (not the runtime).
-local function where(level)
-  level = level + 1
-  while true do
-    local info = getinfo(level, "Sl")
-    if not info then return "" end
-    local src = info.source
-    if info.what ~= "C" and sub(src, 1, 9) ~= "@[hubrt]/" and info.currentline > 0 then
-      if sub(src, 1, 1) == "@" or sub(src, 1, 1) == "=" then src = sub(src, 2) end
-      return src .. ":" .. info.currentline .. ": "
-    end
-    level = level + 1
-  end
-end
 
 local function describe(v)
   return tostring(v) .. " is of unsupported type " .. type(v)

@@ -25,6 +25,27 @@ local function copy(t)
   return c
 end
 
+-- "file:line: " of the nearest caller that is driver code, not the runtime:
+-- errors raised by runtime modules point at the driver's own line.
+local getinfo, sub = debug.getinfo, string.sub
+local function where(level)
+  level = level + 1
+  while true do
+    local info = getinfo(level, "Sl")
+    if not info then return "" end
+    local src = info.source
+    if info.what ~= "C" and sub(src, 1, 9) ~= "@[hubrt]/" and info.currentline > 0 then
+      if sub(src, 1, 1) == "@" or sub(src, 1, 1) == "=" then src = sub(src, 2) end
+      return src .. ":" .. info.currentline .. ": "
+    end
+    level = level + 1
+  end
+end
+
+local function raise(message)
+  error(where(2) .. message, 0)
+end
+
 -- Stop signals (os.exit, time-outs) are tables that no pcall may swallow.
 local stops = setmetatable({}, {__mode = "k"})
 local function new_stop(kind, message, code)
@@ -128,6 +149,26 @@ function env.coroutine.resume(co, ...)
   return pass_unless_stop(coroutine.resume(co, ...))
 end
 
+-- While a handler runs under a deadline, every coroutine it creates gets the
+-- same hook (on standard Lua a hook belongs to one coroutine).
+local deadline_hook
+local HOOK_COUNT = 10000
+
+function env.coroutine.create(f)
+  local co = coroutine.create(f)
+  if deadline_hook then debug.sethook(co, deadline_hook, "", HOOK_COUNT) end
+  return co
+end
+
+function env.coroutine.wrap(f)
+  local co = env.coroutine.create(f)
+  local function pass(ok, ...)
+    if not ok then error((...), 0) end
+    return ...
+  end
+  return function(...) return pass(coroutine.resume(co, ...)) end
+end
+
 env.os = {
   time = os.time, clock = os.clock, date = os.date, difftime = os.difftime,
 }
@@ -143,6 +184,7 @@ end
 
 local loaded = {}
 local preload = {}
+local runtime_api -- what hubrt's own modules (st.*, log) get as their second argument
 
 function env.require(name)
   if type(name) ~= "string" then
@@ -153,11 +195,11 @@ function env.require(name)
   if preload[name] then
     m = preload[name](name)
   else
-    local src, chunkname = host.find_module(name)
+    local src, chunkname, is_runtime = host.find_module(name)
     if not src then error(chunkname, 2) end
     local f, err = native_load(src, chunkname, "t", env)
     if not f then error(host.explain_syntax_error(err, src), 0) end
-    m = f(name)
+    if is_runtime then m = f(name, runtime_api) else m = f(name) end
   end
   if m == nil then m = true end
   loaded[name] = m
@@ -199,5 +241,59 @@ function helpers.preload(name, loader) preload[name] = loader end
 
 -- After an out-of-memory error the garbage stays until the next cycle.
 function helpers.collect_garbage() collectgarbage("collect") end
+
+helpers.where = where
+helpers.raise = raise
+
+-- Calls f like protected_call, stopping it if it runs longer than `seconds`
+-- (0: no limit). The stop passes through every pcall in driver code.
+function helpers.dispatch(seconds, name, f, ...)
+  if seconds > 0 then
+    local deadline = os.clock() + seconds
+    deadline_hook = function()
+      if os.clock() > deadline then
+        debug.sethook()
+        error(new_stop("timeout", name .. " ran for more than " .. seconds .. " s and was stopped"), 0)
+      end
+    end
+    debug.sethook(deadline_hook, "", HOOK_COUNT)
+  end
+  local function finish(...)
+    debug.sethook()
+    deadline_hook = nil
+    return ...
+  end
+  return finish(helpers.protected_call(f, ...))
+end
+
+-- The driver's main chunk runs as a coroutine: driver:run() yields it back
+-- to the hub, and the hub resumes it at shutdown so that run() returns.
+local main
+function helpers.start_main(f)
+  main = coroutine.create(function() return helpers.protected_call(f) end)
+  return helpers.resume_main()
+end
+
+function helpers.resume_main()
+  local function after(ok, ...)
+    if not ok then return false, "error", tostring((...)), "" end
+    if coroutine.status(main) == "suspended" then return "running" end
+    return ...
+  end
+  return after(coroutine.resume(main))
+end
+
+-- `host` functions from Python, plus the privileged ones, for hubrt's modules.
+function helpers.set_runtime_api(api)
+  api.raise = raise
+  function api.run(driver)
+    if coroutine.running() ~= main or main == nil then
+      raise("driver:run() must be called from the driver's main chunk (src/init.lua) under hubrt run")
+    end
+    api.register(driver)
+    coroutine.yield()
+  end
+  runtime_api = api
+end
 
 return env, helpers

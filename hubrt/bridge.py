@@ -1,0 +1,146 @@
+"""The hub services that hubrt's Lua driver API (lua/st/*, lua/log.lua) calls.
+
+Every Lua<->Python crossing of the driver API is here (the datastore's are in
+datastore.py): the functions below are what those modules receive as their
+`host` argument. Strings arrive as bytes (the Lua state uses encoding=None)
+and are returned as bytes; tables are converted by `to_python`/`to_lua`.
+Nothing raises into Lua: problems come back as values the Lua side turns
+into errors at the driver's line.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from hubrt.datastore import key_text
+
+if TYPE_CHECKING:
+    from hubrt.driver import DriverHost
+    from hubrt.hub import Hub
+
+
+def to_python(value: Any, lua_type) -> Any:
+    """A Lua value as plain Python: strings as str, a 1..n sequence as a list, other tables as dicts."""
+    if type(value) is bytes:
+        return value.decode("utf-8", "replace")
+    if lua_type(value) != "table":
+        return value
+    items = list(value.items())
+    keys = [k for k, _ in items]
+    if keys and all(type(k) is int for k in keys) and min(keys) == 1 and max(keys) == len(keys):
+        return [to_python(v, lua_type) for _, v in sorted(items, key=lambda kv: kv[0])]
+    return {(key_text(k).decode("utf-8", "replace") if type(k) is not bool else str(k).lower()):
+            to_python(v, lua_type) for k, v in items}
+
+
+def to_lua(runtime: Any, obj: Any) -> Any:
+    """Plain Python data as Lua values (strings as bytes, lists as 1..n tables)."""
+    if isinstance(obj, str):
+        return obj.encode()
+    if isinstance(obj, dict):
+        return runtime.table_from({to_lua(runtime, k): to_lua(runtime, v) for k, v in obj.items() if v is not None})
+    if isinstance(obj, list):
+        return runtime.table_from({i: to_lua(runtime, v) for i, v in enumerate(obj, 1) if v is not None})
+    return obj
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if type(value) is bytes else str(value)
+
+
+class DriverBridge:
+    """The `host` table of one driver."""
+
+    def __init__(self, hub: Hub, driver: DriverHost) -> None:
+        self.hub = hub
+        self.driver = driver
+        self.runtime = driver.state.runtime
+        self.lua_type = driver.state.lupa.lua_type
+
+    def api(self) -> Any:
+        return self.driver.state.table(
+            register=self.register,
+            log=self.log,
+            device_ids=self.device_ids,
+            device_info=self.device_info,
+            create_device=self.create_device,
+            timer_start=self.timer_start,
+            timer_cancel=self.timer_cancel,
+            emit=self.emit,
+            set_online=self.set_online,
+            check_event=self.check_event,
+            capability_definition=self.capability_definition,
+            unknown_capability=self.unknown_capability,
+            json_encode=self.json_encode,
+            json_decode=self.json_decode,
+        )
+
+    def register(self, lua_driver: Any) -> None:
+        self.driver.lua_driver = lua_driver
+
+    def log(self, level: bytes, text: bytes) -> None:
+        self.hub.log(_text(level), self.driver.name, _text(text))
+
+    def device_ids(self) -> Any:
+        return self.runtime.table_from([d.id.encode() for d in self.hub.devices_of(self.driver.name)])
+
+    def device_info(self, device_id: bytes) -> Any:
+        device = self.hub.devices.get(_text(device_id))
+        if device is None or device.driver != self.driver.name:
+            return None
+        profile = self.driver.package.profiles[device.profile]
+        return to_lua(self.runtime, {
+            "id": device.id,
+            "label": device.label,
+            "device_network_id": device.network_id,
+            "profile": profile.as_lua(),
+            "preferences": device.preferences,
+        })
+
+    def create_device(self, metadata: Any) -> Any:
+        meta = to_python(metadata, self.lua_type)
+        if not isinstance(meta, dict):
+            return None, b"try_create_device expects a table of device metadata"
+        problem = self.hub.create_device_from_driver(self.driver, meta)
+        return (None, problem.encode()) if problem else True
+
+    def timer_start(self, seconds: float, repeating: bool, name: Any) -> int:
+        return self.hub.start_timer(self.driver, float(seconds), bool(repeating), _text(name) if name else None)
+
+    def timer_cancel(self, timer_id: int) -> None:
+        self.hub.cancel_timer(timer_id)
+
+    def emit(self, device_id: bytes, event: Any) -> None:
+        self.hub.record_event(self.driver, _text(device_id), to_python(event, self.lua_type))
+
+    def set_online(self, device_id: bytes, online: bool) -> None:
+        self.hub.set_online(_text(device_id), bool(online))
+
+    def check_event(self, cap_id: bytes, attribute: bytes, value: Any, unit: Any) -> Any:
+        problem = self.driver.package.capabilities.check_event(
+            _text(cap_id), _text(attribute), to_python(value, self.lua_type),
+            None if unit is None else to_python(unit, self.lua_type))
+        return problem.encode() if problem else None
+
+    def capability_definition(self, cap_id: bytes) -> Any:
+        catalogue = self.driver.package.capabilities
+        cap = _text(cap_id)
+        return to_lua(self.runtime, catalogue[cap]) if cap in catalogue else None
+
+    def unknown_capability(self, cap_id: bytes) -> bytes:
+        cap = _text(cap_id)
+        return (f"unknown capability {cap!r}" + self.driver.package.capabilities.suggestion(cap)).encode()
+
+    def json_encode(self, value: Any) -> Any:
+        try:
+            return orjson.dumps(to_python(value, self.lua_type))
+        except (TypeError, orjson.JSONEncodeError) as e:
+            return None, f"st.json.encode: {e}".encode()
+
+    def json_decode(self, text: bytes) -> Any:
+        try:
+            return to_lua(self.runtime, orjson.loads(text))
+        except orjson.JSONDecodeError as e:
+            return None, f"st.json.decode: invalid JSON: {e}".encode()

@@ -1,0 +1,189 @@
+"""Capability definitions: data, not code.
+
+The standard ones ship in `standard.yml`; a driver package may add its own in
+a `capabilities/` folder (same format, YAML or JSON). One validator here checks
+both event values emitted by drivers and command arguments sent to them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+from hubrt.inputs import InputError, read_yaml
+
+SCHEMA_TYPES = {"enum", "integer", "number", "string", "boolean", "array", "object"}
+
+
+class CapabilityError(InputError):
+    """A bad capability definition, or a value or command that a definition refuses."""
+
+
+def check_value(schema: dict, value: Any, what: str) -> str | None:
+    """None if `value` fits `schema`, else a message starting with `what`."""
+    kind = schema["type"]
+    if kind == "enum":
+        if value not in schema["values"]:
+            return f"{what}: {value!r} is not one of {', '.join(map(repr, schema['values']))}"
+        return None
+    if kind in ("integer", "number"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"{what}: expected a {kind}, got {value!r}"
+        if kind == "integer" and value != int(value):
+            return f"{what}: expected an integer, got {value!r}"
+        if "minimum" in schema and value < schema["minimum"]:
+            return f"{what}: {value!r} is below the minimum {schema['minimum']}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return f"{what}: {value!r} is above the maximum {schema['maximum']}"
+        return None
+    if kind == "string":
+        return None if isinstance(value, str) else f"{what}: expected a string, got {value!r}"
+    if kind == "boolean":
+        return None if isinstance(value, bool) else f"{what}: expected true or false, got {value!r}"
+    if kind == "array":
+        if isinstance(value, dict) and not value:
+            return None  # an empty Lua table
+        if not isinstance(value, list):
+            return f"{what}: expected a list, got {value!r}"
+        for i, item in enumerate(value, 1):
+            problem = check_value(schema["items"], item, f"{what}[{i}]")
+            if problem:
+                return problem
+        return None
+    if not isinstance(value, dict):
+        return f"{what}: expected a table, got {value!r}"
+    for key, item in value.items():
+        if key not in schema["properties"]:
+            return f"{what}: unknown field {key!r} (known: {', '.join(schema['properties'])})"
+        problem = check_value(schema["properties"][key], item, f"{what}.{key}")
+        if problem:
+            return problem
+    return None
+
+
+def _check_schema(schema: Any, where: str) -> dict:
+    if not isinstance(schema, dict) or schema.get("type") not in SCHEMA_TYPES:
+        raise CapabilityError(f"{where}: needs a 'type', one of {', '.join(sorted(SCHEMA_TYPES))}")
+    if schema["type"] == "enum" and not (isinstance(schema.get("values"), list) and schema["values"]):
+        raise CapabilityError(f"{where}: an enum needs a non-empty 'values' list")
+    if schema["type"] == "array":
+        _check_schema(schema.get("items"), where + ".items")
+    if schema["type"] == "object":
+        props = schema.get("properties")
+        if not isinstance(props, dict):
+            raise CapabilityError(f"{where}: an object needs 'properties'")
+        for name, sub in props.items():
+            _check_schema(sub, f"{where}.{name}")
+    return schema
+
+
+def _check_definition(cap_id: str, doc: Any, source: Path) -> dict:
+    where = f"{source}: capability {cap_id!r}"
+    if not isinstance(doc, dict):
+        raise CapabilityError(f"{where}: expected a mapping with 'attributes' and/or 'commands'")
+    attributes = doc.get("attributes") or {}
+    commands = doc.get("commands") or {}
+    if not isinstance(attributes, dict) or not isinstance(commands, dict):
+        raise CapabilityError(f"{where}: 'attributes' and 'commands' must be mappings")
+    for name, schema in attributes.items():
+        _check_schema(schema, f"{where}, attribute {name!r}")
+    for name, args in commands.items():
+        if not isinstance(args, list):
+            raise CapabilityError(f"{where}, command {name!r}: expected a list of arguments")
+        for arg in args:
+            if not isinstance(arg, dict) or not isinstance(arg.get("name"), str):
+                raise CapabilityError(f"{where}, command {name!r}: each argument needs a 'name'")
+            _check_schema(arg, f"{where}, command {name!r}, argument {arg['name']!r}")
+    return {"id": cap_id, "attributes": attributes, "commands": commands}
+
+
+def _read_definitions(path: Path) -> dict[str, dict]:
+    doc = read_yaml(path)
+    if not isinstance(doc, dict):
+        raise CapabilityError(f"{path}: expected a mapping of capability id to definition")
+    return {str(cap_id): _check_definition(str(cap_id), d, path) for cap_id, d in doc.items()}
+
+
+class Catalogue:
+    """The capability definitions a driver can use."""
+
+    def __init__(self, definitions: dict[str, dict]) -> None:
+        self.definitions = definitions
+
+    @staticmethod
+    @functools.cache
+    def standard() -> Catalogue:
+        return Catalogue(_read_definitions(Path(__file__).with_name("standard.yml")))
+
+    def extended(self, folder: Path) -> Catalogue:
+        """This catalogue plus the definitions in a driver package's capabilities/ folder."""
+        files = sorted(p for p in folder.glob("*") if p.suffix in (".yml", ".yaml", ".json")) \
+            if folder.is_dir() else []
+        if not files:
+            return self
+        merged = dict(self.definitions)
+        for path in files:
+            merged.update(_read_definitions(path))
+        return Catalogue(merged)
+
+    def __contains__(self, cap_id: str) -> bool:
+        return cap_id in self.definitions
+
+    def __getitem__(self, cap_id: str) -> dict:
+        return self.definitions[cap_id]
+
+    def suggestion(self, name: str, choices: Any = None) -> str:
+        close = difflib.get_close_matches(name, list(choices if choices is not None else self.definitions), n=1)
+        return f" (did you mean {close[0]!r}?)" if close else ""
+
+    def check_event(self, cap_id: str, attribute: str, value: Any, unit: Any) -> str | None:
+        """None if an event value fits the definition, else a message for the driver author."""
+        if cap_id not in self.definitions:
+            return f"unknown capability {cap_id!r}" + self.suggestion(cap_id)
+        attrs = self.definitions[cap_id]["attributes"]
+        if attribute not in attrs:
+            return f"capability {cap_id!r} has no attribute {attribute!r}" + self.suggestion(attribute, attrs)
+        schema = attrs[attribute]
+        problem = check_value(schema, value, f"{cap_id}.{attribute}")
+        if problem:
+            return problem
+        units = schema.get("units")
+        if unit is not None and units and unit not in units:
+            return f"{cap_id}.{attribute}: unit {unit!r} is not one of {', '.join(map(repr, units))}"
+        if unit is None and schema.get("unit_required"):
+            return f"{cap_id}.{attribute}: a unit is required ({', '.join(map(repr, units))})"
+        return None
+
+    def command_args(self, cap_id: str, command: str, args: Any) -> dict:
+        """Checks a command's arguments (a list in order, or a mapping by name); returns them by name."""
+        if cap_id not in self.definitions:
+            raise CapabilityError(f"unknown capability {cap_id!r}" + self.suggestion(cap_id))
+        commands = self.definitions[cap_id]["commands"]
+        if command not in commands:
+            raise CapabilityError(f"capability {cap_id!r} has no command {command!r}"
+                                  + self.suggestion(command, commands))
+        spec = commands[command]
+        if args is None:
+            args = {}
+        if isinstance(args, list):
+            if len(args) > len(spec):
+                raise CapabilityError(f"{cap_id}.{command} takes at most {len(spec)} argument(s), got {len(args)}")
+            args = {arg["name"]: value for arg, value in zip(spec, args)}
+        if not isinstance(args, dict):
+            raise CapabilityError(f"{cap_id}.{command}: arguments must be a list or a mapping")
+        names = {arg["name"] for arg in spec}
+        for name in args:
+            if name not in names:
+                raise CapabilityError(f"{cap_id}.{command} has no argument {name!r}" + self.suggestion(name, names))
+        for arg in spec:
+            if arg["name"] not in args:
+                if not arg.get("optional"):
+                    raise CapabilityError(f"{cap_id}.{command}: missing argument {arg['name']!r}")
+                continue
+            problem = check_value(arg, args[arg["name"]], f"{cap_id}.{command}({arg['name']})")
+            if problem:
+                raise CapabilityError(problem)
+        return args

@@ -1,0 +1,111 @@
+"""Driver packages as authors already have them: config.yml, profiles/*.yml, src/init.lua.
+
+Loading checks everything a hub would refuse at install time and reports it
+as a PackageError whose message names the file (and line, for YAML) and what
+to change, never a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hubrt.capabilities import Catalogue
+from hubrt.inputs import InputError, read_yaml
+
+
+class PackageError(InputError):
+    """A driver package cannot be installed; the message names the file."""
+
+
+@dataclass
+class Profile:
+    name: str
+    components: dict[str, list[str]]  # component id -> capability ids, in order
+    categories: list[str] = field(default_factory=list)
+    preferences: list[dict] = field(default_factory=list)
+
+    def default_preferences(self) -> dict[str, Any]:
+        return {p["name"]: p["default"] for p in self.preferences if "name" in p and "default" in p}
+
+    def as_lua(self) -> dict:
+        return {
+            "name": self.name,
+            "components": {
+                cid: {"id": cid, "capabilities": [{"id": cap, "version": 1} for cap in caps]}
+                for cid, caps in self.components.items()
+            },
+        }
+
+
+@dataclass
+class DriverPackage:
+    path: Path
+    name: str
+    package_key: str
+    description: str
+    profiles: dict[str, Profile]
+    capabilities: Catalogue
+
+    @property
+    def src(self) -> Path:
+        return self.path / "src"
+
+
+def load_package(path: Path | str, standard: Catalogue) -> DriverPackage:
+    path = Path(path)
+    if not path.is_dir():
+        raise PackageError(f"{path}: not a driver package (no such directory)")
+    config_path = path / "config.yml"
+    if not config_path.is_file():
+        raise PackageError(f"{path}: not a driver package: config.yml is missing")
+    if not (path / "src" / "init.lua").is_file():
+        raise PackageError(f"{path}: not a driver package: src/init.lua is missing")
+    config = read_yaml(config_path)
+    if not isinstance(config, dict):
+        raise PackageError(f"{config_path}: expected a mapping with name and packageKey")
+    for key in ("name", "packageKey"):
+        if not isinstance(config.get(key), str) or not config[key].strip():
+            raise PackageError(f"{config_path}: '{key}' is missing or not a string")
+    catalogue = standard.extended(path / "capabilities")
+    profiles = {}
+    for profile_path in sorted((path / "profiles").glob("*.y*ml")):
+        profile = _load_profile(profile_path, catalogue)
+        if profile.name in profiles:
+            raise PackageError(f"{profile_path}: a second profile named {profile.name!r}")
+        profiles[profile.name] = profile
+    if not profiles:
+        raise PackageError(f"{path}: no device profiles in profiles/*.yml")
+    return DriverPackage(path, config["name"], config["packageKey"], str(config.get("description", "")),
+                         profiles, catalogue)
+
+
+def _load_profile(path: Path, catalogue: Catalogue) -> Profile:
+    doc = read_yaml(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+        raise PackageError(f"{path}: a profile needs a 'name'")
+    components = doc.get("components")
+    if not isinstance(components, list) or not components:
+        raise PackageError(f"{path}: profile {doc['name']!r} needs a non-empty 'components' list")
+    result: dict[str, list[str]] = {}
+    for i, component in enumerate(components):
+        if not isinstance(component, dict) or not isinstance(component.get("id"), str):
+            raise PackageError(f"{path}: component #{i + 1} needs an 'id'")
+        caps = component.get("capabilities")
+        if not isinstance(caps, list) or not caps:
+            raise PackageError(f"{path}: component {component['id']!r} needs a 'capabilities' list")
+        ids = []
+        for cap in caps:
+            cap_id = cap.get("id") if isinstance(cap, dict) else None
+            if not isinstance(cap_id, str):
+                raise PackageError(f"{path}: component {component['id']!r}: each capability needs an 'id'")
+            if cap_id not in catalogue:
+                raise PackageError(f"{path}: component {component['id']!r}: unknown capability {cap_id!r}"
+                                   + catalogue.suggestion(cap_id))
+            ids.append(cap_id)
+        result[component["id"]] = ids
+    preferences = doc.get("preferences") or []
+    if not isinstance(preferences, list):
+        raise PackageError(f"{path}: 'preferences' must be a list")
+    return Profile(doc["name"], result, list(doc.get("categories") or []), preferences)

@@ -1,0 +1,155 @@
+-- Device objects, as drivers get them from the driver object. Fields are
+-- read-only; data goes through set_field/get_field. Persisted fields live in
+-- the seed's layout, driver.datastore["__" .. device.id], so they are saved
+-- and restored with the driver's datastore; the last emitted state of each
+-- attribute is kept there too, under __state_cache.
+local _, host = ...
+
+local Device = {}
+local methods = {}
+local fields_of = setmetatable({}, {__mode = "k"})
+
+local function thread_for(driver)
+  return {
+    call_with_delay = function(_, seconds, callback, name) return driver:call_with_delay(seconds, callback, name) end,
+    call_on_schedule = function(_, seconds, callback, name) return driver:call_on_schedule(seconds, callback, name) end,
+    cancel_timer = function(_, timer) return driver:cancel_timer(timer) end,
+  }
+end
+
+function Device.new(driver, info)
+  local key = "__" .. info.id
+  if driver.datastore[key] == nil then driver.datastore[key] = {} end
+  local fields = {
+    id = info.id,
+    label = info.label,
+    device_network_id = info.device_network_id,
+    profile = info.profile,
+    preferences = info.preferences or {},
+    persistent_store = driver.datastore[key],
+    transient_store = {},
+    driver = driver,
+    thread = thread_for(driver),
+  }
+  local device = setmetatable({}, {
+    __index = function(_, k)
+      local v = fields[k]
+      if v ~= nil then return v end
+      return methods[k]
+    end,
+    __newindex = function(_, k)
+      host.raise("device." .. tostring(k) .. " is read-only; store data with device:set_field(key, value)")
+    end,
+    __tostring = function() return "<Device " .. tostring(fields.label) .. " (" .. fields.id .. ")>" end,
+  })
+  fields_of[device] = fields
+  return device
+end
+
+-- Takes new hub-side info (infoChanged); returns the old values for args.old_st_store.
+function methods:_update(info)
+  local fields = fields_of[self]
+  local old = {label = fields.label, preferences = fields.preferences, profile = fields.profile}
+  fields.label = info.label
+  fields.preferences = info.preferences or {}
+  fields.profile = info.profile
+  return old
+end
+
+function methods:set_field(key, value, opts)
+  local fields = fields_of[self]
+  if type(opts) == "table" and opts.persist then
+    fields.persistent_store[key] = value -- validated like any datastore write
+    fields.transient_store[key] = nil
+  else
+    fields.transient_store[key] = value
+    -- a stale persisted value must not come back after a restart
+    if fields.persistent_store[key] ~= nil then fields.persistent_store[key] = nil end
+  end
+end
+
+function methods:get_field(key)
+  local fields = fields_of[self]
+  local value = fields.transient_store[key]
+  if value ~= nil then return value end
+  return fields.persistent_store[key]
+end
+
+local function capability_id(cap)
+  if type(cap) == "table" then return cap.ID end
+  return cap
+end
+
+function methods:supports_capability_by_id(cap_id, component_id)
+  for id, component in pairs(self.profile.components) do
+    if component_id == nil or component_id == id then
+      for _, cap in ipairs(component.capabilities) do
+        if cap.id == cap_id then return true end
+      end
+    end
+  end
+  return false
+end
+
+function methods:supports_capability(cap, component_id)
+  return self:supports_capability_by_id(capability_id(cap), component_id)
+end
+
+local function plain_copy(value)
+  if type(value) ~= "table" then return value end
+  local copy = {}
+  for k, v in pairs(value) do copy[k] = plain_copy(v) end
+  return copy
+end
+
+local function subtable(t, key)
+  local sub = t[key]
+  if sub == nil then
+    t[key] = {}
+    sub = t[key]
+  end
+  return sub
+end
+
+function methods:emit_component_event(component, event)
+  local component_id = type(component) == "table" and component.id or component
+  if type(event) ~= "table" or type(event.capability_id) ~= "string" or type(event.state) ~= "table" then
+    host.raise("emit_event expects an event made by st.capabilities, e.g. capabilities.switch.switch.on()")
+  end
+  local cap, attr, state = event.capability_id, event.attribute_id, event.state
+  if not self:supports_capability_by_id(cap, component_id) then
+    host.raise(string.format("%s does not support capability %s on component %s", tostring(self), cap,
+                             tostring(component_id)))
+  end
+  local cache = subtable(subtable(subtable(self.persistent_store, "__state_cache"), component_id), cap)
+  local previous = cache[attr]
+  local changed = previous == nil or previous.value ~= state.value or previous.unit ~= state.unit
+  if previous == nil then
+    cache[attr] = {value = plain_copy(state.value), unit = state.unit}
+  elseif changed then
+    previous.value = plain_copy(state.value)
+    previous.unit = state.unit
+  end
+  host.emit(self.id, {
+    component_id = component_id, capability_id = cap, attribute_id = attr,
+    state = {value = state.value, unit = state.unit, data = state.data},
+    state_change = event.state_change or changed, visibility = event.visibility,
+  })
+end
+
+function methods:emit_event(event)
+  return self:emit_component_event("main", event)
+end
+
+function methods:get_latest_state(component_id, cap, attribute, default_value, default_state)
+  local cache = self.persistent_store.__state_cache
+  local entry = cache and cache[component_id] and cache[component_id][capability_id(cap)]
+  entry = entry and entry[attribute]
+  if entry == nil then return default_value, default_state end
+  return entry.value, {value = entry.value, unit = entry.unit}
+end
+
+function methods:online() host.set_online(self.id, true) end
+function methods:offline() host.set_online(self.id, false) end
+
+return Device

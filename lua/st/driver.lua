@@ -1,0 +1,144 @@
+-- `require "st.driver"`: Driver(name, template), shaped like the hub's own
+-- library so that drivers written for the hub run unchanged. The hub (Python)
+-- calls the `_on_*` methods to deliver events; each call is one batch, after
+-- which a dirty datastore is saved.
+local _, host = ...
+
+local Device = require "st.device"
+local log = require "log"
+
+local Driver = {}
+Driver.__index = Driver
+
+-- The most specific handler: a matching sub-driver's (depth first), else the level's own.
+local function find_handler(level, driver, device, group, key, subkey)
+  for _, sub in ipairs(level.sub_drivers or {}) do
+    if type(sub.can_handle) ~= "function" or sub.can_handle({}, driver, device) then
+      local handler = find_handler(sub, driver, device, group, key, subkey)
+      if handler then return handler end
+    end
+  end
+  local handlers = level[group]
+  local handler = type(handlers) == "table" and handlers[key] or nil
+  if subkey ~= nil then handler = type(handler) == "table" and handler[subkey] or nil end
+  if type(handler) == "function" then return handler end
+  return nil
+end
+
+local function new_driver(name, template)
+  if type(name) ~= "string" then host.raise("Driver(name, template): the name must be a string") end
+  if template ~= nil and type(template) ~= "table" then
+    host.raise("Driver(name, template): the template must be a table")
+  end
+  local driver = setmetatable({}, Driver)
+  for k, v in pairs(template or {}) do driver[k] = v end
+  driver.NAME = name
+  driver.capability_handlers = driver.capability_handlers or {}
+  driver.lifecycle_handlers = driver.lifecycle_handlers or {}
+  driver.sub_drivers = driver.sub_drivers or {}
+  driver.datastore = require("datastore").init()
+  driver.device_cache = {}
+  driver._timers = {}
+  return driver
+end
+
+function Driver:run()
+  host.run(self)
+end
+
+function Driver:get_device_info(device_id)
+  local device = self.device_cache[device_id]
+  if device == nil then
+    local info = host.device_info(device_id)
+    if info == nil then return nil end
+    device = Device.new(self, info)
+    self.device_cache[device_id] = device
+  end
+  return device
+end
+
+function Driver:get_devices()
+  local devices = {}
+  for _, id in ipairs(host.device_ids()) do devices[#devices + 1] = self:get_device_info(id) end
+  return devices
+end
+
+function Driver:try_create_device(metadata)
+  return host.create_device(metadata)
+end
+
+local function start_timer(self, seconds, repeating, callback, name)
+  if type(seconds) ~= "number" or seconds < 0 then
+    host.raise("timer delay must be a number of seconds >= 0, got " .. tostring(seconds))
+  end
+  if type(callback) ~= "function" then host.raise("timer callback must be a function") end
+  local id = host.timer_start(seconds, repeating, name)
+  local timer = {id = id, name = name, repeating = repeating}
+  self._timers[id] = {callback = callback, timer = timer}
+  return timer
+end
+
+function Driver:call_with_delay(seconds, callback, name)
+  return start_timer(self, seconds, false, callback, name)
+end
+
+function Driver:call_on_schedule(seconds, callback, name)
+  return start_timer(self, seconds, true, callback, name)
+end
+
+function Driver:cancel_timer(timer)
+  if type(timer) == "table" and timer.id ~= nil then
+    host.timer_cancel(timer.id)
+    self._timers[timer.id] = nil
+  end
+end
+
+-- Entry points for the hub ---------------------------------------------------
+
+function Driver:_on_device_lifecycle(device_id, event, args)
+  local device = self:get_device_info(device_id)
+  if device == nil then return end
+  args = args or {}
+  if event == "infoChanged" then
+    args.old_st_store = device:_update(host.device_info(device_id))
+  end
+  local handler = find_handler(self, self, device, "lifecycle_handlers", event)
+  if handler then handler(self, device, event, args) end
+  if event == "removed" then
+    self.device_cache[device_id] = nil
+    self.datastore["__" .. device_id] = nil -- the hub leaves orphans; hubrt does not
+  end
+end
+
+function Driver:_on_capability_command(device_id, command)
+  local device = self:get_device_info(device_id)
+  local handler = find_handler(self, self, device, "capability_handlers", command.capability, command.command)
+  if handler == nil then
+    log.warn(string.format("no handler for %s.%s on %s", command.capability, command.command, device.label))
+    return
+  end
+  handler(self, device, command)
+end
+
+function Driver:_on_timer(timer_id)
+  local entry = self._timers[timer_id]
+  if entry == nil then return end
+  if not entry.timer.repeating then self._timers[timer_id] = nil end
+  entry.callback(self)
+end
+
+function Driver:_on_driver_lifecycle(event)
+  if type(self.driver_lifecycle) == "function" then self.driver_lifecycle(self, event) end
+end
+
+function Driver:_on_discovery()
+  if type(self.discovery) ~= "function" then return end
+  local asked = false
+  self.discovery(self, {}, function()
+    local first = not asked
+    asked = true
+    return first
+  end)
+end
+
+return setmetatable({init = new_driver}, {__call = function(_, name, template) return new_driver(name, template) end})
