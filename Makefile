@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-STATE  ?= .hubrt
+DEMO_STATE ?= .hubrt/demo
 
 .PHONY: install run test bench clean
 
@@ -16,11 +16,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The main job: the seed's datastore example, run as a one-driver hub on the
-# embedded default store, then the persisted result read back from disk.
+# The main job: the flagship driver through its demo scenario -- state, a
+# restart of each kind, state after -- on a fresh embedded store, then the
+# devices and datastore read back from disk by separate commands.
 run: $(STAMP)
-	$(VENV)/bin/hubrt lua drivers/examples/seed_datastore.lua --state $(STATE)
-	$(VENV)/bin/hubrt store show seed_datastore --state $(STATE)
+	rm -rf $(DEMO_STATE)
+	$(VENV)/bin/hubrt run drivers/virtual-dimmer --script drivers/virtual-dimmer/demo.yml --state $(DEMO_STATE)
+	$(VENV)/bin/hubrt devices --state $(DEMO_STATE)
+	$(VENV)/bin/hubrt store show virtual-dimmer --state $(DEMO_STATE)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
@@ -29,4 +32,4 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) $(STATE) .pytest_cache .hypothesis
+	rm -rf $(VENV) .hubrt .pytest_cache .hypothesis

@@ -11,7 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, ENGINES, LuaFailure
-from hubrt.hub import Hub, LogRecord
+from hubrt.hub import DEFAULT_FLUSH_INTERVAL, DEFAULT_HANDLER_TIMEOUT, Clock, Event, Hub, LogRecord
+from hubrt.inputs import InputError
+from hubrt.scenario import AssertionFailed, Runner, load_scenario, parse_prompt_line, prompt_help
 from hubrt.store import Store, StoreError
 
 _err = Console(stderr=True, highlight=False)
@@ -38,6 +40,16 @@ def _log(record: LogRecord) -> None:
     device = f" [magenta]{escape(record.device)}[/]" if record.device else ""
     _err.print(f"[dim]{record.time:8.3f}[/] [{style}]{record.level.upper():5}[/] [bold]{escape(record.driver)}[/]"
                f"{device} {escape(record.text)}", markup=True, soft_wrap=True, emoji=False, highlight=False)
+
+
+def _event(event: Event) -> None:
+    unit = f" {event.unit}" if event.unit is not None else ""
+    change = "" if event.state_change else " [dim](no change)[/]"
+    component = "" if event.component == "main" else f"{event.component}."
+    _err.print(f"[dim]{event.time:8.3f}[/] [green]EVENT[/] [bold]{escape(event.driver)}[/] "
+               f"[magenta]{escape(event.device)}[/] {component}{event.capability}.{event.attribute} = "
+               f"[bold]{escape(repr(event.value))}[/]{escape(unit)}{change}", markup=True, soft_wrap=True,
+               emoji=False, highlight=False)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -127,3 +139,105 @@ def store_show(driver: str | None, state_dir: Path) -> None:
         _fail(str(e))
     finally:
         store.lose_power()  # read-only use: nothing to flush
+
+
+@main.command("run")
+@click.argument("drivers", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--script", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Scenario file (YAML list of steps) to run instead of the interactive prompt.")
+@engine_option
+@state_option
+@click.option("--flush-interval", type=click.FloatRange(min=0), default=DEFAULT_FLUSH_INTERVAL, show_default=True,
+              metavar="S", help="Seconds of hub time between flushes of saved datastores to disk.")
+@click.option("--handler-timeout", type=click.FloatRange(min=0), default=DEFAULT_HANDLER_TIMEOUT,
+              show_default=True, metavar="S", help="Stop a handler that runs longer (0: never; LuaJIT keeps its JIT).")
+@click.option("--clock", type=click.Choice(["virtual", "real"]), default=None,
+              help="Hub time: virtual (advance is instant; default with --script) or real (default at the prompt).")
+@strict_option
+@memory_option
+@start_empty_option
+def run_command(drivers: tuple[Path, ...], script: Path | None, engine: str, state_dir: Path, flush_interval: float,
+                handler_timeout: float, clock: str | None, strict: bool, max_memory: int, start_empty: bool) -> None:
+    """Boot the hub from the state directory, install DRIVERS (driver package
+    folders) and run a scenario (--script) or an interactive prompt.
+
+    Logs and emitted events are shown as the hub's log stream shows them.
+    At the end the hub stops gracefully: every driver saves, the store is flushed.
+    """
+    if script is None and not sys.stdin.isatty():
+        _fail("no --script given and standard input is not a terminal; give a scenario file with --script")
+    steps = []
+    if script is not None:
+        try:
+            steps = load_scenario(script)
+        except InputError as e:
+            _fail(str(e))
+    real = (clock == "real") if clock else script is None
+    try:
+        hub = Hub(state_dir, engine=engine, strict=strict, max_memory=max_memory * 2**20, start_empty=start_empty,
+                  clock=Clock(real), flush_interval=flush_interval, handler_timeout=handler_timeout,
+                  on_log=_log, on_event=_event)
+    except StoreError as e:
+        _fail(str(e))
+    code = 0
+    try:
+        for path in drivers:
+            hub.install(path)
+        runner = Runner(hub, out=click.echo)
+        if script is not None:
+            runner.run(steps)
+        else:
+            _prompt(runner)
+    except AssertionFailed as e:
+        _err.print(f"[bold red]{escape(str(e))}[/]", markup=True, soft_wrap=True, highlight=False)
+        code = 1
+    except (InputError, StoreError) as e:
+        _err.print(f"[bold red]hubrt:[/] {escape(str(e))}", markup=True, soft_wrap=True, highlight=False)
+        code = 2
+    try:
+        hub.shutdown()
+    except StoreError as e:
+        _fail(str(e))
+    sys.exit(code)
+
+
+def _prompt(runner: Runner) -> None:
+    click.echo("hubrt prompt: type `help` for the steps, `quit` to stop.")
+    while True:
+        try:
+            line = input("hubrt> ").strip()
+        except EOFError:
+            return
+        if line in ("quit", "exit"):
+            return
+        if line in ("help", "?"):
+            click.echo(prompt_help())
+            continue
+        try:
+            runner.hub.advance(0)  # timers that came due while waiting for input
+            step = parse_prompt_line(line)
+            if step is not None:
+                runner.run_step(step)
+        except (InputError, AssertionFailed) as e:
+            _err.print(f"[red]{escape(str(e))}[/]", markup=True, soft_wrap=True, highlight=False)
+
+
+@main.command("devices")
+@state_option
+def devices_command(state_dir: Path) -> None:
+    """List the devices the hub knows (id, label, driver, profile)."""
+    if not (state_dir / "hub.db").exists():
+        _fail(f"{state_dir}: no hub store here (run a driver with --state {state_dir} first)")
+    try:
+        store = Store(state_dir)
+    except StoreError as e:
+        _fail(str(e))
+    try:
+        for record in store.devices():
+            click.echo(f"{record['id']}  {record['label']!r:24} driver={record['driver']} "
+                       f"profile={record['profile']} {'online' if record.get('online', True) else 'offline'}")
+    except StoreError as e:
+        _fail(str(e))
+    finally:
+        store.lose_power()

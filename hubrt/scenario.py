@@ -1,0 +1,279 @@
+"""Scenarios: what a person does with the hub, as a YAML list of steps or typed at a prompt.
+
+Every step is one verb with its arguments, e.g.
+
+    - add_device: {profile: dimmer, label: Lamp}
+    - command: {device: Lamp, capability: switch, command: "on"}
+    - advance: 30
+    - restart: power_loss
+    - assert: {device: Lamp, state: switch.switch, equals: "on"}
+
+A whole file is checked before any step runs, so a typo changes nothing;
+each problem is reported as `file:line: message`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+import yaml
+
+from hubrt.hub import STOP_KINDS, Hub
+from hubrt.inputs import InputError
+
+
+class ScenarioError(InputError):
+    """A scenario step is malformed, or the hub refused it; names the file and line."""
+
+
+class AssertionFailed(Exception):
+    """An `assert` step did not hold."""
+
+
+@dataclass
+class Verb:
+    params: tuple[str, ...]  # in the order they are given at the prompt
+    required: tuple[str, ...]
+    help: str
+    scalar: str | None = None  # a step written `verb: value` sets this parameter
+
+
+VERBS: dict[str, Verb] = {
+    "add_device": Verb(("profile", "label", "driver", "network_id", "preferences", "id"), ("profile",),
+                       "add a device: add_device PROFILE [LABEL] [DRIVER]", "profile"),
+    "remove_device": Verb(("device",), ("device",), "remove a device: remove_device DEVICE", "device"),
+    "update_device": Verb(("device", "label", "preferences"), ("device",),
+                          "change a device's label or preferences (sends infoChanged)"),
+    "command": Verb(("device", "capability", "command", "args", "component"), ("device", "capability", "command"),
+                    "send a capability command: command DEVICE CAPABILITY COMMAND [ARG...]"),
+    "discover": Verb(("driver",), (), "run a driver's discovery handler", "driver"),
+    "advance": Verb(("seconds",), ("seconds",), "move hub time forward, firing timers: advance SECONDS", "seconds"),
+    "wait": Verb(("seconds",), ("seconds",), "the same as advance", "seconds"),
+    "restart": Verb(("kind",), ("kind",), f"stop and start again: restart {'|'.join(STOP_KINDS)}", "kind"),
+    "flush": Verb((), (), "write the hub's saved snapshots to disk now"),
+    "print": Verb(("what", "target"), ("what",),
+                  "show something: print datastore [DRIVER] | devices | events | state DEVICE", "what"),
+    "assert": Verb(("device", "state", "field", "driver", "datastore", "equals", "component"), ("equals",),
+                   "check a value: assert {device, state: CAP.ATTR | field: NAME, equals} "
+                   "or {driver, datastore: PATH, equals}"),
+}
+
+
+@dataclass
+class Step:
+    verb: str
+    args: dict
+    where: str  # "file:line"
+
+
+def _unknown_verb(verb: Any, where: str) -> ScenarioError:
+    close = difflib.get_close_matches(str(verb), VERBS, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ScenarioError(f"{where}: unknown step {verb!r}{hint}; steps: {', '.join(VERBS)}")
+
+
+def make_step(verb: Any, value: Any, where: str) -> Step:
+    """Checks one step's verb and arguments."""
+    if verb not in VERBS:
+        raise _unknown_verb(verb, where)
+    spec = VERBS[verb]
+    if isinstance(value, dict):
+        args = dict(value)
+    elif value is None:
+        args = {}
+    elif verb == "print" and isinstance(value, str) and " " in value.strip():
+        what, target = value.split(None, 1)  # `print: state Lamp`
+        args = {"what": what, "target": target}
+    elif spec.scalar:
+        args = {spec.scalar: value}
+    else:
+        raise ScenarioError(f"{where}: {verb} takes a mapping of {', '.join(spec.params)}")
+    for name in args:
+        if name not in spec.params:
+            close = difflib.get_close_matches(str(name), spec.params, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ScenarioError(f"{where}: {verb} has no argument {name!r}{hint}; arguments: {', '.join(spec.params)}")
+    for name in spec.required:
+        if name not in args:
+            raise ScenarioError(f"{where}: {verb} needs {name!r}")
+    if verb in ("advance", "wait") and (isinstance(args["seconds"], bool)
+                                         or not isinstance(args["seconds"], (int, float)) or args["seconds"] < 0):
+        raise ScenarioError(f"{where}: {verb} takes a number of seconds >= 0, got {args['seconds']!r}")
+    if verb == "restart" and args["kind"] not in STOP_KINDS:
+        raise ScenarioError(f"{where}: restart takes one of {', '.join(STOP_KINDS)}, got {args['kind']!r}")
+    if verb == "print" and args["what"] not in ("datastore", "devices", "events", "state"):
+        raise ScenarioError(f"{where}: print takes datastore, devices, events or state, got {args['what']!r}")
+    if verb == "assert" and sum(k in args for k in ("state", "field", "datastore")) != 1:
+        raise ScenarioError(f"{where}: assert needs exactly one of state, field or datastore")
+    return Step(verb, args, where)
+
+
+def load_scenario(path: Path) -> list[Step]:
+    """Parses and checks a whole scenario file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScenarioError(f"{path}: cannot read: {e}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return []
+        if not isinstance(root, yaml.SequenceNode):
+            raise ScenarioError(f"{path}:{root.start_mark.line + 1}: a scenario is a list of steps")
+        steps = []
+        for node in root.value:
+            where = f"{path}:{node.start_mark.line + 1}"
+            item = loader.construct_document(node)
+            if isinstance(item, str):
+                item = {item: None}
+            if not isinstance(item, dict) or len(item) != 1:
+                raise ScenarioError(f"{where}: each step is one verb, like `- advance: 10`")
+            (verb, value), = item.items()
+            steps.append(make_step(verb, value, where))
+        return steps
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ScenarioError(f"{path}{line}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+    finally:
+        loader.dispose()
+
+
+def parse_prompt_line(line: str) -> Step | None:
+    """A line typed at the prompt (`command Lamp switchLevel setLevel 40`) as a step."""
+    try:
+        words = shlex.split(line)
+    except ValueError as e:
+        raise ScenarioError(f"prompt: {e}") from None
+    if not words:
+        return None
+    verb, rest = words[0], [yaml.safe_load(w) if w[:1] not in "\"'" else w for w in words[1:]]
+    if verb not in VERBS:
+        raise _unknown_verb(verb, "prompt")
+    params = VERBS[verb].params
+    if verb == "command" and len(rest) > 3:
+        rest = rest[:3] + [rest[3:]]
+    if len(rest) > len(params):
+        raise ScenarioError(f"prompt: {verb} takes at most {len(params)} values ({' '.join(params)})")
+    return make_step(verb, dict(zip(params, rest)), "prompt")
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+
+
+def _lookup(data: Any, path: str, what: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(data, dict) or part not in data:
+            raise AssertionFailed(f"{what}: {path!r} is not there")
+        data = data[part]
+    return data
+
+
+class Runner:
+    """Runs steps against a hub; `out` receives what `print` shows."""
+
+    def __init__(self, hub: Hub, out: Callable[[str], None] = print) -> None:
+        self.hub = hub
+        self.out = out
+
+    def run(self, steps: list[Step]) -> None:
+        for step in steps:
+            self.run_step(step)
+
+    def run_step(self, step: Step) -> None:
+        try:
+            getattr(self, "do_" + step.verb)(**step.args)
+        except AssertionFailed as e:
+            raise AssertionFailed(f"{step.where}: assertion failed: {e}") from None
+        except InputError as e:
+            raise ScenarioError(f"{step.where}: {e}") from None
+
+    def _only_driver(self, driver: str | None) -> str:
+        if driver:
+            return driver
+        if len(self.hub.packages) != 1:
+            raise ScenarioError("several drivers are installed; say which with `driver:`")
+        return next(iter(self.hub.packages))
+
+    def do_add_device(self, profile, label=None, driver=None, network_id=None, preferences=None, id=None):
+        self.hub.add_device(self._only_driver(driver), str(profile), label=label, network_id=network_id,
+                            preferences=preferences, device_id=id)
+
+    def do_remove_device(self, device):
+        self.hub.remove_device(str(device))
+
+    def do_update_device(self, device, label=None, preferences=None):
+        self.hub.update_device(str(device), label=label, preferences=preferences)
+
+    def do_command(self, device, capability, command, args=None, component="main"):
+        if args is not None and not isinstance(args, (list, dict)):
+            args = [args]
+        self.hub.command(str(device), str(capability), str(command), args, component=component)
+
+    def do_discover(self, driver=None):
+        self.hub.discover(self._only_driver(driver))
+
+    def do_advance(self, seconds):
+        self.hub.advance(float(seconds))
+
+    do_wait = do_advance
+
+    def do_restart(self, kind):
+        self.hub.restart(kind)
+
+    def do_flush(self):
+        self.hub.flush()
+
+    def _datastore(self, driver: str | None) -> dict:
+        return self.hub.store.load(self._only_driver(driver))
+
+    def _device_data(self, device: str) -> dict:
+        d = self.hub.device(str(device))
+        return self._datastore(d.driver).get("__" + d.id) or {}
+
+    def do_print(self, what, target=None):
+        if what == "datastore":
+            self.out(_json(self._datastore(target)))
+        elif what == "devices":
+            for d in self.hub.devices.values():
+                self.out(f"{d.label}  ({d.id})  driver={d.driver} profile={d.profile} "
+                         f"{'online' if d.online else 'offline'}")
+        elif what == "events":
+            for e in self.hub.events:
+                self.out(f"{e.time:9.3f} {e.device} {e.component}.{e.capability}.{e.attribute} = {e.value!r}")
+        else:
+            if target is None:
+                raise ScenarioError("print state needs a device")
+            self.out(_json(self._device_data(target).get("__state_cache", {})))
+
+    def do_assert(self, equals, device=None, state=None, field=None, driver=None, datastore=None,
+                  component="main"):
+        if datastore is not None:
+            actual = _lookup(self._datastore(driver), str(datastore), "datastore")
+            what = f"datastore {datastore}"
+        elif device is None:
+            raise ScenarioError("assert with state or field needs a device")
+        elif state is not None:
+            cap, _, attr = str(state).partition(".")
+            entry = _lookup(self._device_data(device), f"__state_cache.{component}.{cap}.{attr}", f"{device} state")
+            actual, what = entry.get("value"), f"{device} {state}"
+        else:
+            actual = _lookup(self._device_data(device), str(field), f"{device} field")
+            what = f"{device} field {field}"
+        if actual != equals:
+            raise AssertionFailed(f"{what} is {actual!r}, expected {equals!r}")
+        self.out(f"ok: {what} == {equals!r}")
+
+
+def prompt_help() -> str:
+    lines = ["Steps (the same as in a --script file):"]
+    lines += [f"  {name:14} {verb.help}" for name, verb in VERBS.items()]
+    lines += ["  help           this list", "  quit           graceful stop and exit"]
+    return "\n".join(lines)
