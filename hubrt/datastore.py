@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable
 
 import orjson
 
-from hubrt.engine import LuaState
+from hubrt.engine import LuaState, lua_functions
 from hubrt.store import Store, StoreError
 
 UNSUPPORTED = "Data store keys and values must be JSON encodable: {}"
@@ -338,7 +338,7 @@ class Datastore:
         self.dirty: dict = {}  # top-level keys changed since the last save (a dict keeps their order)
         self.lua_type = state.lupa.lua_type
         self._table_from = state.runtime.table_from
-        self.api = state.host_chunk("datastore.lua")(state.table(
+        self.api = lua_functions(state.host_chunk("datastore.lua")(state.table(
             warn=self._lua_warn,
             save=self.save,
             force_save=self.force_save,
@@ -346,7 +346,7 @@ class Datastore:
             commit=self.commit,
             load=self.load,
             where=state.helpers.where,
-        ))
+        )))
         self.root = Node(self, None, None, None)
         self.root_view, self.root.backing = self.api.make_root(self.root.write, self.root.id)
         self.load()

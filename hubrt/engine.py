@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from hubrt.paths import LUA_DIR
@@ -33,6 +34,17 @@ class LuaFailure(Exception):
 
 def _deny_attributes(obj: Any, name: Any, is_setting: bool) -> Any:
     raise AttributeError("Python objects are not accessible from driver code")
+
+
+def lua_functions(table: Any) -> SimpleNamespace:
+    """The functions of a Lua table as Python attributes.
+
+    lupa 2.8 returns a wrong value (a tuple holding the running coroutine)
+    for attribute access on a Lua object made while Lua code runs inside a
+    coroutine -- as driver code does under the hub. Item access is right, so
+    every Lua table of host functions is read once, here, by item.
+    """
+    return SimpleNamespace(**{k.decode(): v for k, v in table.items() if isinstance(k, bytes)})
 
 
 def _lupa_module(engine: str):
@@ -115,7 +127,8 @@ class LuaState:
             explain_syntax_error=self._explain_syntax_error,
             compat53=self.host_chunk("compat53.lua"),
         )
-        self.env, self.helpers = self.host_chunk("sandbox.lua")(host)
+        self.env, helpers = self.host_chunk("sandbox.lua")(host)
+        self.helpers = lua_functions(helpers)
 
     # -- building blocks -------------------------------------------------
 
