@@ -181,7 +181,7 @@ class LuaState:
     def driver_frames(traceback: str) -> str:
         """The traceback without the runtime's own frames, which mean nothing to a driver author."""
         return "\n".join(line for line in traceback.splitlines()
-                         if "[hubrt]/host/" not in line and line.strip() != "[C]: in function 'xpcall'")
+                         if "[hubrt]/" not in line and line.strip() != "[C]: in function 'xpcall'")
 
     # -- callbacks from Lua ----------------------------------------------
 

@@ -431,7 +431,9 @@ class Hub:
         self._queue.clear()
 
     def shutdown(self) -> None:
-        """Graceful stop: nothing is lost."""
+        """Graceful stop: nothing is lost. (A second call does nothing.)"""
+        if self.store.closed:
+            return
         self._stop_drivers()
         self.store.close()
 
@@ -440,7 +442,8 @@ class Hub:
         self.drivers.clear()
         self._timers.clear()
         self._queue.clear()
-        self.store.lose_power()
+        if not self.store.closed:
+            self.store.lose_power()
 
     def restart(self, kind: str) -> None:
         """Stops the hub (or its drivers) in one of the three ways and starts again from what survived."""

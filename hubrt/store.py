@@ -56,6 +56,8 @@ class Store:
         self.dir = Path(state_dir)
         self.path = self.dir / DB_NAME
         self._pending: dict[str, dict[str, str | None]] = {}
+        self.closed = False
+        self.moved_aside: Path | None = None
         self._lock = _lock_state_dir(self.dir)
         try:
             if start_empty:
@@ -211,6 +213,7 @@ class Store:
     def _release(self) -> None:
         self._db.close()
         self._lock.close()
+        self.closed = True
 
 
 def _lock_state_dir(state_dir: Path):

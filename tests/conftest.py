@@ -98,3 +98,52 @@ def hubrt(*args: str, cwd: Path = ROOT, check: bool = False) -> subprocess.Compl
     if check and result.returncode != 0:
         raise AssertionError(f"hubrt {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result
+
+
+DIMMER = ROOT / "drivers" / "virtual-dimmer"
+BRIDGE = ROOT / "drivers" / "lan-bridge"
+THERMOSTAT = ROOT / "drivers" / "thermostat"
+
+SWITCH_PROFILE = """
+name: switch
+components:
+  - id: main
+    capabilities:
+      - id: switch
+        version: 1
+      - id: switchLevel
+        version: 1
+"""
+
+
+def make_driver(root: Path, init_lua: str, *, key: str = "test-driver", profiles: dict | None = None,
+                files: dict | None = None) -> Path:
+    """Writes a driver package: config.yml, profiles/, src/init.lua (and any extra files)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.yml").write_text(f"name: {key}\npackageKey: {key}\n")
+    (root / "profiles").mkdir(exist_ok=True)
+    for name, text in (profiles or {"switch": SWITCH_PROFILE}).items():
+        (root / "profiles" / f"{name}.yml").write_text(textwrap.dedent(text))
+    (root / "src").mkdir(exist_ok=True)
+    (root / "src" / "init.lua").write_text(textwrap.dedent(init_lua))
+    for rel, text in (files or {}).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(textwrap.dedent(text))
+    return root
+
+
+@pytest.fixture
+def new_hub(tmp_path, engine):
+    """Makes hubs on tmp_path/state with a virtual clock, recording logs and events."""
+    hubs = []
+
+    def make(**options):
+        options.setdefault("engine", engine)
+        options.setdefault("on_log", lambda record: None)
+        hub = Hub(tmp_path / "state", **options)
+        hubs.append(hub)
+        return hub
+
+    yield make
+    for hub in hubs:
+        hub.shutdown()

@@ -1,0 +1,382 @@
+"""The simulated hub through its Python API: drivers, devices, events, timers, stops."""
+
+import pytest
+
+from conftest import BRIDGE, DIMMER, THERMOSTAT, make_driver
+from hubrt.hub import HandlerError, HubError
+from hubrt.inputs import InputError
+
+
+def state(hub, label, cap, attr):
+    """The last value the device emitted for cap.attr."""
+    values = [e.value for e in hub.events if e.device == label and e.capability == cap and e.attribute == attr]
+    assert values, f"{label} never emitted {cap}.{attr}"
+    return values[-1]
+
+
+# -- the flagship dimmer across the three kinds of stop ---------------------
+
+
+def test_dimmer_state_across_each_kind_of_stop(new_hub):
+    hub = new_hub()
+    hub.install(DIMMER)
+    hub.add_device("virtual-dimmer", "dimmer", label="Lamp")
+    hub.command("Lamp", "switch", "on")
+    hub.command("Lamp", "switchLevel", "setLevel", [40])
+    assert state(hub, "Lamp", "switchLevel", "level") == 40
+
+    hub.restart("driver_crash")  # saved after every handler: nothing lost
+    assert state(hub, "Lamp", "switch", "switch") == "on"
+    assert state(hub, "Lamp", "switchLevel", "level") == 40
+
+    hub.advance(10)  # past the flush interval: now on disk
+    hub.command("Lamp", "switchLevel", "setLevel", [75])
+    hub.restart("power_loss")  # the unflushed 75 is lost
+    assert state(hub, "Lamp", "switchLevel", "level") == 40
+
+    hub.command("Lamp", "switch", "off")
+    hub.restart("graceful")
+    assert state(hub, "Lamp", "switch", "switch") == "off"
+    assert state(hub, "Lamp", "switchLevel", "level") == 40
+
+
+def test_commit_from_a_handler_survives_power_loss(new_hub, tmp_path):
+    pkg = make_driver(tmp_path / "pkg", """
+        local Driver = require "st.driver"
+        local driver = Driver("committer", {capability_handlers = {switch = {
+          on = function(driver) driver.datastore.n = (driver.datastore.n or 0) + 1; driver.datastore:commit() end,
+          off = function(driver) driver.datastore.n = (driver.datastore.n or 0) + 1 end,
+        }}})
+        driver:run()
+    """)
+    hub = new_hub()
+    hub.install(pkg)
+    hub.add_device("test-driver", "switch", label="S")
+    hub.command("S", "switch", "on")
+    hub.command("S", "switch", "off")  # saved, not flushed
+    hub.restart("power_loss")
+    assert hub.store.load("test-driver")["n"] == 1
+
+
+def test_device_records_persist(new_hub):
+    hub = new_hub()
+    hub.install(DIMMER)
+    device = hub.add_device("virtual-dimmer", "dimmer", label="Lamp", preferences={"defaultLevel": 30})
+    hub.shutdown()
+    hub = new_hub()
+    assert hub.devices[device.id].label == "Lamp"
+    assert hub.devices[device.id].preferences == {"defaultLevel": 30}
+    hub.install(DIMMER)  # init is sent to the existing device
+    assert state(hub, "Lamp", "switch", "switch") == "off"
+    hub.command("Lamp", "switch", "on")
+    assert state(hub, "Lamp", "switchLevel", "level") == 30
+
+
+def test_removed_device_leaves_no_data(new_hub):
+    hub = new_hub()
+    hub.install(DIMMER)
+    device = hub.add_device("virtual-dimmer", "dimmer", label="Lamp")
+    hub.command("Lamp", "switch", "on")
+    assert "__" + device.id in hub.store.load("virtual-dimmer")
+    hub.remove_device("Lamp")
+    hub.restart("graceful")
+    assert "__" + device.id not in hub.store.load("virtual-dimmer")
+    assert device.id not in hub.devices
+
+
+# -- the LAN bridge: discovery cache and id map ----------------------------
+
+
+def test_bridge_reaches_lights_after_restart_without_rediscovery(new_hub):
+    hub = new_hub()
+    hub.install(BRIDGE)
+    hub.discover("lan-bridge")
+    assert sorted(d.label for d in hub.devices.values()) == ["Garage", "Hall", "Porch"]
+    hub.command("Hall", "switch", "on")
+    hub.restart("graceful")
+    hub.command("Porch", "switch", "on")
+    data = hub.store.load("lan-bridge")
+    assert data["last_discovery"] == 1, "the cached addresses were enough"
+    assert sorted(data["id_map"].values()) == ["bridge-light-A1", "bridge-light-B2", "bridge-light-C3"]
+    assert state(hub, "Porch", "switch", "switch") == "on"
+
+
+def test_bridge_discovery_is_not_repeated_for_known_lights(new_hub):
+    hub = new_hub()
+    hub.install(BRIDGE)
+    hub.discover("lan-bridge")
+    hub.discover("lan-bridge")
+    assert len(hub.devices) == 3
+
+
+def test_bridge_cache_lost_in_a_crash_before_save_is_rebuilt(new_hub):
+    hub = new_hub()
+    hub.install(BRIDGE)
+    hub.discover("lan-bridge")
+    hub.restart("power_loss")  # nothing flushed: the cache is gone, the device records are not
+    assert len(hub.devices) == 3
+    hub.command("Garage", "switch", "on")  # rediscovers on demand
+    assert hub.store.load("lan-bridge")["last_discovery"] == 1
+    assert state(hub, "Garage", "switch", "switch") == "on"
+
+
+# -- the thermostat: timers and per-device setpoints --------------------------
+
+
+def test_thermostat_schedule_carries_on_after_restart(new_hub):
+    hub = new_hub()
+    hub.install(THERMOSTAT)
+    hub.add_device("thermostat", "thermostat", label="Room", preferences={"setbackAfter": 600})
+    hub.command("Room", "thermostatHeatingSetpoint", "setHeatingSetpoint", [21])
+    hub.advance(300)  # five control loops at 0.5 degrees each
+    assert state(hub, "Room", "temperatureMeasurement", "temperature") == 20.5
+    hub.restart("graceful")
+    assert state(hub, "Room", "thermostatHeatingSetpoint", "heatingSetpoint") == 21
+    hub.advance(600)
+    assert state(hub, "Room", "thermostatHeatingSetpoint", "heatingSetpoint") == 18, "the setback still happened"
+    assert hub.store.load("thermostat")["setbacks"] == 1
+
+
+def test_thermostat_setpoints_are_per_device(new_hub):
+    hub = new_hub()
+    hub.install(THERMOSTAT)
+    hub.add_device("thermostat", "thermostat", label="A")
+    hub.add_device("thermostat", "thermostat", label="B")
+    hub.command("A", "thermostatHeatingSetpoint", "setHeatingSetpoint", [22])
+    hub.command("B", "thermostatMode", "setThermostatMode", ["off"])
+    hub.restart("driver_crash")
+    assert state(hub, "A", "thermostatHeatingSetpoint", "heatingSetpoint") == 22
+    assert state(hub, "B", "thermostatMode", "thermostatMode") == "off"
+    assert state(hub, "A", "thermostatMode", "thermostatMode") == "heat"
+
+
+# -- handler errors, runaway handlers, crashes ---------------------------------
+
+FAULTY = """
+    local Driver = require "st.driver"
+    local capabilities = require "st.capabilities"
+    local driver = Driver("faulty", {capability_handlers = {switch = {
+      on = function(driver, device)
+        error("boom")
+      end,
+      off = function(driver, device)
+        device:emit_event(capabilities.switch.switch.off())
+      end,
+    }, switchLevel = {
+      setLevel = function(driver, device, command)
+        if command.args.level == 1 then while true do end end
+        if command.args.level == 2 then while true do pcall(function() while true do end end) end end
+        if command.args.level == 3 then
+          local co = coroutine.wrap(function() while true do end end)
+          co()
+        end
+        if command.args.level == 4 then os.exit(1) end
+        if command.args.level == 5 then device:emit_event(capabilities.switchLevel.level(500)) end
+        if command.args.level == 6 then device.label = "renamed" end
+      end,
+    }}})
+    driver:run()
+"""
+
+
+def test_handler_error_is_logged_with_file_and_line_and_the_driver_goes_on(new_hub, tmp_path):
+    hub = new_hub()
+    hub.install(make_driver(tmp_path / "faulty", FAULTY))
+    hub.add_device("test-driver", "switch", label="S")
+    hub.command("S", "switch", "on")
+    errors = [r for r in hub.logs if r.level == "error"]
+    assert len(errors) == 1
+    assert "capability switch.on for S" in errors[0].text
+    assert "faulty/src/init.lua:6: boom" in errors[0].text and "stack traceback" in errors[0].text
+    hub.command("S", "switch", "off")
+    assert state(hub, "S", "switch", "switch") == "off"
+
+
+def test_handler_errors_can_be_fatal(new_hub, tmp_path):
+    hub = new_hub(fatal_handler_errors=True)
+    hub.install(make_driver(tmp_path / "faulty", FAULTY))
+    hub.add_device("test-driver", "switch", label="S")
+    with pytest.raises(HandlerError, match="init.lua:6: boom"):
+        hub.command("S", "switch", "on")
+
+
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_runaway_handler_is_stopped_and_the_hub_goes_on(new_hub, tmp_path, level):
+    hub = new_hub(handler_timeout=0.3)
+    hub.install(make_driver(tmp_path / "faulty", FAULTY))
+    hub.add_device("test-driver", "switch", label="S")
+    hub.command("S", "switchLevel", "setLevel", [level])
+    errors = [r.text for r in hub.logs if r.level == "error"]
+    assert len(errors) == 1 and "capability switchLevel.setLevel for S ran for more than 0.3 s" in errors[0]
+    hub.command("S", "switch", "off")
+    assert state(hub, "S", "switch", "switch") == "off"
+
+
+def test_os_exit_in_a_handler_is_a_driver_crash_and_the_driver_restarts(new_hub, tmp_path):
+    hub = new_hub()
+    hub.install(make_driver(tmp_path / "faulty", FAULTY))
+    hub.add_device("test-driver", "switch", label="S")
+    hub.command("S", "switchLevel", "setLevel", [4])
+    texts = [r.text for r in hub.logs]
+    assert any("driver crash" in t and "os.exit(1)" in t for t in texts)
+    assert any("restarting the driver" in t for t in texts)
+    hub.command("S", "switch", "off")
+    assert state(hub, "S", "switch", "switch") == "off"
+
+
+def test_bad_event_value_names_the_driver_line(new_hub, tmp_path):
+    hub = new_hub()
+    hub.install(make_driver(tmp_path / "faulty", FAULTY))
+    hub.add_device("test-driver", "switch", label="S")
+    hub.command("S", "switchLevel", "setLevel", [5])
+    error = [r.text for r in hub.logs if r.level == "error"][0]
+    assert "init.lua:20: switchLevel.level: 500 is above the maximum 100" in error
+
+
+def test_device_fields_are_read_only(new_hub, tmp_path):
+    hub = new_hub()
+    hub.install(make_driver(tmp_path / "faulty", FAULTY))
+    hub.add_device("test-driver", "switch", label="S")
+    hub.command("S", "switchLevel", "setLevel", [6])
+    error = [r.text for r in hub.logs if r.level == "error"][0]
+    assert "init.lua:21: device.label is read-only; store data with device:set_field" in error
+
+
+def test_crash_at_start_is_retried_then_reported(new_hub, tmp_path):
+    hub = new_hub()
+    with pytest.raises(HubError, match="crashed 3 times while starting"):
+        hub.install(make_driver(tmp_path / "bad", 'error("no config found")\n'))
+    assert sum("no config found" in r.text for r in hub.logs) == 3
+
+
+# -- the driver API ----------------------------------------------------------------
+
+API = """
+    local Driver = require "st.driver"
+    local capabilities = require "st.capabilities"
+    local special = {
+      NAME = "special",
+      can_handle = function(opts, driver, device) return device.label == "Special" end,
+      capability_handlers = {switch = {on = function(driver, device)
+        device:set_field("who", "sub-driver", {persist = true})
+      end}},
+    }
+    local driver = Driver("api", {
+      sub_drivers = {special},
+      capability_handlers = {switch = {
+        on = function(driver, device)
+          device:set_field("who", "main", {persist = true})
+          device:set_field("scratch", "transient")
+          device:emit_event(capabilities.switch.switch.on())
+        end,
+        off = function(driver, device)
+          assert(device:get_field("scratch") == nil, "transient fields do not survive a restart")
+          assert(device:get_latest_state("main", "switch", "switch") == "on")
+          assert(device:get_field("who") == "main")
+          device:emit_event(capabilities.switch.switch.off())
+        end,
+      }},
+      lifecycle_handlers = {
+        infoChanged = function(driver, device, event, args)
+          driver.datastore.rename = {old = args.old_st_store.label, new = device.label}
+        end,
+      },
+    })
+    driver:call_with_delay(5, function(d) d.datastore.fired = (d.datastore.fired or 0) + 1 end, "once")
+    local t = driver:call_on_schedule(2, function(d) d.datastore.ticks = (d.datastore.ticks or 0) + 1 end)
+    driver:call_with_delay(7, function(d) d:cancel_timer(t) end)
+    driver:run()
+"""
+
+
+def test_sub_drivers_fields_state_cache_and_timers(new_hub, tmp_path):
+    hub = new_hub(fatal_handler_errors=True)
+    hub.install(make_driver(tmp_path / "api", API))
+    plain = hub.add_device("test-driver", "switch", label="Plain")
+    special = hub.add_device("test-driver", "switch", label="Special")
+    hub.command("Plain", "switch", "on")
+    hub.command("Special", "switch", "on")
+    data = hub.store.load("test-driver")
+    assert data["__" + plain.id]["who"] == "main" and data["__" + special.id]["who"] == "sub-driver"
+    hub.advance(10)
+    data = hub.store.load("test-driver")
+    assert data["fired"] == 1 and data["ticks"] == 3  # at 2, 4, 6; cancelled at 7
+    hub.restart("graceful")
+    hub.command("Plain", "switch", "off")  # asserts inside the handler
+    hub.update_device("Plain", label="Renamed")
+    assert hub.store.load("test-driver")["rename"] == {"old": "Plain", "new": "Renamed"}
+
+
+def test_st_json_and_utils(new_hub, tmp_path):
+    hub = new_hub(fatal_handler_errors=True)
+    hub.install(make_driver(tmp_path / "j", """
+        local json = require "st.json"
+        local utils = require "st.utils"
+        local text = json.encode({a = {1, 2, 3}, b = "x"})
+        local back = json.decode(text)
+        assert(back.a[3] == 3 and back.b == "x")
+        assert(utils.round(2.5) == 3 and utils.clamp_value(12, 0, 10) == 10)
+        assert(utils.deep_copy({x = {y = 1}}).x.y == 1)
+        assert(utils.stringify_table({b = 1, a = "s"}) == '{a="s", b=1}')
+        assert(not pcall(json.decode, "{broken"))
+        require("st.driver")("j", {}):run()
+    """))
+
+
+# -- bad input -------------------------------------------------------------------------
+
+
+def test_package_problems_name_the_file(new_hub, tmp_path):
+    hub = new_hub()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="config.yml is missing"):
+        hub.install(tmp_path / "empty")
+    pkg = make_driver(tmp_path / "p1", "")
+    (pkg / "src" / "init.lua").unlink()
+    with pytest.raises(InputError, match="src/init.lua is missing"):
+        hub.install(pkg)
+    pkg = make_driver(tmp_path / "p2", "", profiles={"bad": "name: bad\ncomponents:\n  - id: main\n    capabilities: [\n"})
+    with pytest.raises(InputError, match=r"profiles/bad.yml:\d+: invalid YAML"):
+        hub.install(pkg)
+    pkg = make_driver(tmp_path / "p3", "", profiles={"typo": "name: t\ncomponents:\n  - id: main\n"
+                                                             "    capabilities:\n      - id: swtich\n"})
+    with pytest.raises(InputError, match="unknown capability 'swtich' \\(did you mean 'switch'\\?\\)"):
+        hub.install(pkg)
+
+
+def test_commands_are_checked(new_hub):
+    hub = new_hub()
+    hub.install(DIMMER)
+    hub.add_device("virtual-dimmer", "switch", label="Plug")
+    with pytest.raises(HubError, match="no device 'Nope'"):
+        hub.command("Nope", "switch", "on")
+    with pytest.raises(HubError, match="does not support capability 'switchLevel'"):
+        hub.command("Plug", "switchLevel", "setLevel", [10])
+    with pytest.raises(HubError, match="has no command 'toggle'"):
+        hub.command("Plug", "switch", "toggle")
+    with pytest.raises(HubError, match="does not support capability 'swich'.*did you mean 'switch'"):
+        hub.command("Plug", "swich", "on")
+
+
+def test_driver_package_capabilities_folder(new_hub, tmp_path):
+    pkg = make_driver(tmp_path / "custom", """
+        local capabilities = require "st.capabilities"
+        require("st.driver")("custom", {capability_handlers = {["myco.fanSpeed"] = {
+          setSpeed = function(driver, device, command)
+            device:emit_event(capabilities["myco.fanSpeed"].speed(command.args.speed))
+          end}}}):run()
+    """, profiles={"fan": "name: fan\ncomponents:\n  - id: main\n    capabilities:\n      - id: myco.fanSpeed\n"},
+        files={"capabilities/fan.yml": """
+            myco.fanSpeed:
+              attributes:
+                speed: {type: enum, values: [low, high]}
+              commands:
+                setSpeed: [{name: speed, type: enum, values: [low, high]}]
+        """})
+    hub = new_hub(fatal_handler_errors=True)
+    hub.install(pkg)
+    hub.add_device("test-driver", "fan", label="Fan")
+    hub.command("Fan", "myco.fanSpeed", "setSpeed", ["high"])
+    assert state(hub, "Fan", "myco.fanSpeed", "speed") == "high"
+    with pytest.raises(HubError, match="'medium' is not one of 'low', 'high'"):
+        hub.command("Fan", "myco.fanSpeed", "setSpeed", ["medium"])
