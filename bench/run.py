@@ -7,11 +7,16 @@ machines are noisy. Targets (issue 2):
     Python no-op (the floor of a design where every write reaches Python);
   - saving after changing 1 top-level key of a 10 MB datastore (10,000 keys)
     in under 1 ms.
+Targets (issue 3):
+  - cold start of `hubrt run` to the first delivered event under 300 ms;
+  - at least 20,000 capability commands/s end to end through the flagship
+    driver on LuaJIT (each command persists a field and emits an event).
 """
 
 from __future__ import annotations
 
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,6 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hubrt.hub import Hub  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FLAGSHIP = ROOT / "drivers" / "virtual-dimmer"
 
 ROUNDS = 5
 ENGINES = ("luajit", "5.3")
@@ -125,12 +133,53 @@ def large_saves(engine: str, tmp: str) -> None:
     hub.lose_power()
 
 
+def cold_start(engine: str, tmp: str) -> None:
+    """From starting the process to the first event on the log stream."""
+    script = Path(tmp) / "first.yml"
+    script.write_text("- add_device: {profile: dimmer, label: Lamp}\n")
+    times = []
+    for r in range(ROUNDS):
+        state = Path(tmp) / f"cold-{engine}-{r}"
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "hubrt", "run", str(FLAGSHIP), "--script", str(script),
+                                 "--state", str(state), "--lua", engine],
+                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT)
+        for line in proc.stderr:
+            if "EVENT" in line:
+                times.append((time.perf_counter() - start) * 1e3)
+                break
+        proc.communicate()
+    took = median(times)
+    print(f"  cold start of hubrt run to the first event: {took:6.0f} ms  "
+          f"(target < 300 ms: {'met' if took < 300 else 'NOT met'})")
+
+
+def commands_per_second(engine: str, tmp: str) -> None:
+    hub = Hub(Path(tmp) / f"cmd-{engine}", engine=engine, on_log=lambda r: None)
+    hub.install(FLAGSHIP)
+    hub.add_device("virtual-dimmer", "dimmer", label="Lamp")
+    n = 2000
+    rates = []
+    for _ in range(ROUNDS):
+        hub.events.clear()
+        t = time.perf_counter()
+        for i in range(n):
+            hub.command("Lamp", "switch", "on" if i % 2 else "off")
+        rates.append(n / (time.perf_counter() - t))
+    rate = median(rates)
+    target = f"  (target >= 20,000/s: {'met' if rate >= 20000 else 'NOT met'})" if engine == "luajit" else ""
+    print(f"  capability commands/s through the flagship driver: {rate:8.0f}{target}")
+    hub.shutdown()
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for engine in ENGINES:
             print(f"[{engine}]")
             scalar_writes(engine, tmp)
             large_saves(engine, tmp)
+            cold_start(engine, tmp)
+            commands_per_second(engine, tmp)
 
 
 if __name__ == "__main__":

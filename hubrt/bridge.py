@@ -112,8 +112,11 @@ class DriverBridge:
     def timer_cancel(self, timer_id: int) -> None:
         self.hub.cancel_timer(timer_id)
 
-    def emit(self, device_id: bytes, event: Any) -> None:
-        self.hub.record_event(self.driver, _text(device_id), to_python(event, self.lua_type))
+    def emit(self, device_id: bytes, component: bytes, capability: bytes, attribute: bytes, value: Any,
+             unit: Any, state_change: bool) -> None:
+        self.hub.record_event(self.driver, _text(device_id), _text(component), _text(capability), _text(attribute),
+                              to_python(value, self.lua_type), None if unit is None else _text(unit),
+                              bool(state_change))
 
     def set_online(self, device_id: bytes, online: bool) -> None:
         self.hub.set_online(_text(device_id), bool(online))

@@ -111,23 +111,27 @@ def _fast_writer(node: Node) -> tuple[Callable[[Any, Any], Any], Callable[[bool]
 
     This is the hot path of the whole design (one call per write from Lua), so
     it is a closure rather than a method, and it takes only the commonest
-    case -- an ASCII string key, a scalar value, a table without number keys --
-    handing everything else to `Node.write_checked`. The value itself lives in
+    case -- an ASCII string key, a scalar value or nil, a table without number
+    keys -- handing everything else to `Node.write_checked`. The value itself lives in
     the view's Lua backing table; Python only validates and marks the
     top-level key dirty. Reserved method names are refused on the Lua side.
     The switch turns the shortcut off while the table has number keys (a
     closure variable is cheaper to test than an attribute).
     """
-    dirty, top, checked = node.ds.dirty, node.top, node.write_checked
+    dirty, top, children, checked = node.ds.dirty, node.top, node.children, node.write_checked
     fast = True
 
     def write(k: Any, v: Any) -> Any:
         # _is_plain_scalar(v), inlined: a function call here costs 10% of the write rate
         tv = type(v)
-        if (fast and type(k) is bytes and k.isascii()
-                and (tv is int or tv is bool or (tv is bytes and v.isascii()) or (tv is float and v - v == 0.0))):
-            dirty[k if top is None else top] = None
-            return None
+        if fast and type(k) is bytes and k.isascii():
+            if tv is int or tv is bool or (tv is bytes and v.isascii()) or (tv is float and v - v == 0.0):
+                dirty[k if top is None else top] = None
+                return None
+            if v is None:
+                children.pop(k, None)
+                dirty[k if top is None else top] = None
+                return None
         return checked(k, v)
 
     def set_fast(on: bool) -> None:
@@ -167,8 +171,8 @@ class Node:
     table is saved as a JSON array or as an object with string keys.
     """
 
-    __slots__ = ("ds", "id", "backing", "parent", "key", "top", "n_num", "n_odd", "n_str", "max_int", "write",
-                 "_set_fast", "__weakref__")
+    __slots__ = ("ds", "id", "backing", "parent", "key", "top", "children", "n_num", "n_odd", "n_str", "max_int",
+                 "write", "_set_fast", "__weakref__")
 
     def __init__(self, ds: Datastore, parent: Node | None, key: Any, top: Any, shape: Shape = (0, 0, 0, 0)) -> None:
         self.ds = ds
@@ -177,6 +181,12 @@ class Node:
         self.parent = parent
         self.key = key
         self.top = top  # the top-level key this table lives under (None for the datastore itself)
+        # key -> Node of the table stored there. Every table assignment goes through
+        # write_checked, which keeps this right; a key that now holds a scalar may
+        # keep an entry until it is deleted, which is harmless (only read for tables).
+        self.children: dict[Any, Node] = {}
+        if parent is not None:
+            parent.children[key] = self
         self.write, self._set_fast = _fast_writer(self)
         self.set_shape(shape)
         ds.nodes[self.id] = self
@@ -277,18 +287,26 @@ class Node:
             node = node.parent
         return ROOT_NAME + "".join(reversed(parts))
 
+    def json_value(self, k: Any, v: Any) -> Any:
+        """The JSON form of the value `v` stored at key `k` of this table."""
+        tv = type(v)
+        if tv is bytes:
+            return v.decode()
+        if tv is int or tv is float or tv is bool:
+            return v  # orjson writes NaN and infinity as null, as the hub's JSON does
+        return self.children[k].to_json()
+
     def to_json(self) -> Any:
         """The JSON document of this table, as the hub saves it."""
-        ds = self.ds
         values = dict(self.backing.items())
         if self.n_num and _is_sequence((self.n_num, self.n_odd, self.n_str, self.max_int)):
-            return [ds.json_value(values[i]) for i in range(1, self.n_num + 1)]
-        return {key_text(k).decode(): ds.json_value(v) for k, v in values.items()}
+            return [self.json_value(i, values[i]) for i in range(1, self.n_num + 1)]
+        return {key_text(k).decode(): self.json_value(k, v) for k, v in values.items()}
 
     def template(self) -> dict:
         """A deep copy of the contents, in the form `Datastore.new_view` takes."""
-        ds = self.ds
-        return {k: (ds.node_of(v).template() if ds.lua_type(v) == "table" else v)
+        lua_type = self.ds.lua_type
+        return {k: (self.children[k].template() if lua_type(v) == "table" else v)
                 for k, v in self.backing.items()}
 
 
@@ -438,17 +456,6 @@ class Datastore:
         node.backing = self._table_from(values)
         return self.api.new_view(node.write, node.id, node.backing)
 
-    def node_of(self, view: Any) -> Node:
-        return self.nodes[self.api.inspect(view)[1]]
-
-    def json_value(self, v: Any) -> Any:
-        tv = type(v)
-        if tv is bytes:
-            return v.decode()
-        if tv is int or tv is float or tv is bool:
-            return v  # orjson writes NaN and infinity as null, as the hub's JSON does
-        return self.node_of(v).to_json()
-
     def warnings_text(self, warnings: list[tuple[str, str, str]]) -> str:
         """The warnings not given before for their path; each path warns once per kind."""
         fresh = []
@@ -468,11 +475,13 @@ class Datastore:
         """Hands the changed top-level keys to the hub's memory (not yet durable)."""
         if not self.dirty:
             return
-        backing = self.root.backing
+        root = self.root
+        backing = root.backing
         changes = {}
         for key in self.dirty:
             value = backing[key]
-            changes[key_text(key).decode()] = None if value is None else orjson.dumps(self.json_value(value)).decode()
+            changes[key_text(key).decode()] = (
+                None if value is None else orjson.dumps(root.json_value(key, value)).decode())
         self.dirty.clear()
         self.store.save(self.driver, changes)
 

@@ -350,12 +350,11 @@ class Hub:
         self._dispatch(host, "discovery", None, "_on_discovery")
         self._create_pending()
 
-    def record_event(self, driver: DriverHost, device_id: str, event: dict) -> None:
+    def record_event(self, driver: DriverHost, device_id: str, component: str, capability: str, attribute: str,
+                     value: Any, unit: Any, state_change: bool) -> None:
         device = self.devices.get(device_id)
-        state = event.get("state") or {}
         record = Event(self.clock.now(), driver.name, device_id, device.label if device else device_id,
-                       event.get("component_id", "main"), event.get("capability_id"), event.get("attribute_id"),
-                       state.get("value"), state.get("unit"), bool(event.get("state_change", True)))
+                       component, capability, attribute, value, unit, state_change)
         self.events.append(record)
         if self.on_event is not None:
             self.on_event(record)

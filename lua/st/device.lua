@@ -128,13 +128,9 @@ function methods:emit_component_event(component, event)
     cache[attr] = {value = plain_copy(state.value), unit = state.unit}
   elseif changed then
     previous.value = plain_copy(state.value)
-    previous.unit = state.unit
+    if previous.unit ~= state.unit then previous.unit = state.unit end
   end
-  host.emit(self.id, {
-    component_id = component_id, capability_id = cap, attribute_id = attr,
-    state = {value = state.value, unit = state.unit, data = state.data},
-    state_change = event.state_change or changed, visibility = event.visibility,
-  })
+  host.emit(self.id, component_id, cap, attr, state.value, state.unit, event.state_change or changed)
 end
 
 function methods:emit_event(event)
