@@ -26,7 +26,7 @@ run: $(STAMP)
 	$(VENV)/bin/hubrt store show virtual-dimmer --state $(DEMO_STATE)
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q --lua both
 
 bench: $(STAMP)
 	$(PY) bench/run.py

@@ -50,38 +50,83 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if type(value) is bytes else str(value)
 
 
-class DriverBridge:
-    """The `host` table of one driver."""
+class Bridge:
+    """What every Lua state running hubrt's modules gets: logging, capabilities, JSON."""
 
-    def __init__(self, hub: Hub, driver: DriverHost) -> None:
-        self.hub = hub
-        self.driver = driver
-        self.runtime = driver.state.runtime
-        self.lua_type = driver.state.lupa.lua_type
+    def __init__(self, state: Any, catalogue: Any, log: Any) -> None:
+        self.state = state
+        self.runtime = state.runtime
+        self.lua_type = state.lupa.lua_type
+        self.catalogue = catalogue
+        self._log = log
+
+    def functions(self) -> dict[str, Any]:
+        return {
+            "log": self.log,
+            "check_event": self.check_event,
+            "capability_definition": self.capability_definition,
+            "unknown_capability": self.unknown_capability,
+            "json_encode": self.json_encode,
+            "json_decode": self.json_decode,
+        }
 
     def api(self) -> Any:
-        return self.driver.state.table(
-            register=self.register,
-            log=self.log,
-            device_ids=self.device_ids,
-            device_info=self.device_info,
-            create_device=self.create_device,
-            timer_start=self.timer_start,
-            timer_cancel=self.timer_cancel,
-            emit=self.emit,
-            set_online=self.set_online,
-            check_event=self.check_event,
-            capability_definition=self.capability_definition,
-            unknown_capability=self.unknown_capability,
-            json_encode=self.json_encode,
-            json_decode=self.json_decode,
-        )
+        return self.state.table(**self.functions())
+
+    def log(self, level: bytes, text: bytes) -> None:
+        self._log(_text(level), _text(text))
+
+    def check_event(self, cap_id: bytes, attribute: bytes, value: Any, unit: Any) -> Any:
+        problem = self.catalogue.check_event(
+            _text(cap_id), _text(attribute), to_python(value, self.lua_type),
+            None if unit is None else to_python(unit, self.lua_type))
+        return problem.encode() if problem else None
+
+    def capability_definition(self, cap_id: bytes) -> Any:
+        cap = _text(cap_id)
+        return to_lua(self.runtime, self.catalogue[cap]) if cap in self.catalogue else None
+
+    def unknown_capability(self, cap_id: bytes) -> bytes:
+        cap = _text(cap_id)
+        return (f"unknown capability {cap!r}" + self.catalogue.suggestion(cap)).encode()
+
+    def json_encode(self, value: Any) -> Any:
+        try:
+            return orjson.dumps(to_python(value, self.lua_type))
+        except (TypeError, orjson.JSONEncodeError) as e:
+            return None, f"st.json.encode: {e}".encode()
+
+    def json_decode(self, text: bytes) -> Any:
+        try:
+            return to_lua(self.runtime, orjson.loads(text))
+        except orjson.JSONDecodeError as e:
+            return None, f"st.json.decode: invalid JSON: {e}".encode()
+
+
+class DriverBridge(Bridge):
+    """The `host` table of one driver on the hub."""
+
+    def __init__(self, hub: Hub, driver: DriverHost) -> None:
+        super().__init__(driver.state, driver.package.capabilities,
+                         lambda level, text: hub.log(level, driver.name, text))
+        self.hub = hub
+        self.driver = driver
+
+    def functions(self) -> dict[str, Any]:
+        return {
+            **super().functions(),
+            "register": self.register,
+            "device_ids": self.device_ids,
+            "device_info": self.device_info,
+            "create_device": self.create_device,
+            "timer_start": self.timer_start,
+            "timer_cancel": self.timer_cancel,
+            "emit": self.emit,
+            "set_online": self.set_online,
+        }
 
     def register(self, lua_driver: Any) -> None:
         self.driver.lua_driver = lua_driver
-
-    def log(self, level: bytes, text: bytes) -> None:
-        self.hub.log(_text(level), self.driver.name, _text(text))
 
     def device_ids(self) -> Any:
         return self.runtime.table_from([d.id.encode() for d in self.hub.devices_of(self.driver.name)])
@@ -120,30 +165,3 @@ class DriverBridge:
 
     def set_online(self, device_id: bytes, online: bool) -> None:
         self.hub.set_online(_text(device_id), bool(online))
-
-    def check_event(self, cap_id: bytes, attribute: bytes, value: Any, unit: Any) -> Any:
-        problem = self.driver.package.capabilities.check_event(
-            _text(cap_id), _text(attribute), to_python(value, self.lua_type),
-            None if unit is None else to_python(unit, self.lua_type))
-        return problem.encode() if problem else None
-
-    def capability_definition(self, cap_id: bytes) -> Any:
-        catalogue = self.driver.package.capabilities
-        cap = _text(cap_id)
-        return to_lua(self.runtime, catalogue[cap]) if cap in catalogue else None
-
-    def unknown_capability(self, cap_id: bytes) -> bytes:
-        cap = _text(cap_id)
-        return (f"unknown capability {cap!r}" + self.driver.package.capabilities.suggestion(cap)).encode()
-
-    def json_encode(self, value: Any) -> Any:
-        try:
-            return orjson.dumps(to_python(value, self.lua_type))
-        except (TypeError, orjson.JSONEncodeError) as e:
-            return None, f"st.json.encode: {e}".encode()
-
-    def json_decode(self, text: bytes) -> Any:
-        try:
-            return to_lua(self.runtime, orjson.loads(text))
-        except orjson.JSONDecodeError as e:
-            return None, f"st.json.decode: invalid JSON: {e}".encode()

@@ -241,3 +241,18 @@ def devices_command(state_dir: Path) -> None:
         _fail(str(e))
     finally:
         store.lose_power()
+
+
+@main.command("test", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                        "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def test_command(args: tuple[str, ...]) -> None:
+    """Run drivers' Lua tests (src/test/test_*.lua) through pytest.
+
+    ARGS are paths and pytest options, e.g. `hubrt test drivers/ --lua both -n auto`;
+    hubrt's own options are --lua luajit|5.3|both, --lua-strict, --lua-cov and
+    --lua-handler-timeout S. `hubrt test --help` shows pytest's help.
+    """
+    import pytest  # only here: pytest is slow to import and `hubrt run` does not need it
+
+    sys.exit(pytest.main(list(args) or ["."]))

@@ -28,6 +28,7 @@ from hubrt.package import DriverPackage, load_package
 from hubrt.store import Store
 
 STOP_KINDS = ("driver_crash", "graceful", "power_loss")
+LIFECYCLE_EVENTS = ("init", "added", "doConfigure", "infoChanged", "driverSwitched", "removed")
 DEFAULT_FLUSH_INTERVAL = 5.0
 DEFAULT_HANDLER_TIMEOUT = 2.0
 MAX_CRASHES_AT_START = 3
@@ -297,6 +298,15 @@ class Hub:
                                  to_lua(host.state.runtime, args) if args else None)
         self._create_pending()
         return outcome
+
+    def send_lifecycle(self, ref: str, event: str) -> Outcome:
+        """Delivers one lifecycle event (init, added, doConfigure, ...) to a device's driver."""
+        if event not in LIFECYCLE_EVENTS:
+            raise HubError(f"unknown lifecycle event {event!r}; events: {', '.join(LIFECYCLE_EVENTS)}")
+        if event == "removed":
+            self.remove_device(ref)
+            return Outcome("ok")
+        return self._lifecycle(self.device(ref), event)
 
     def remove_device(self, ref: str) -> None:
         device = self.device(ref)

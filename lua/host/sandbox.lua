@@ -286,6 +286,8 @@ end
 -- `host` functions from Python, plus the privileged ones, for hubrt's modules.
 function helpers.set_runtime_api(api)
   api.raise = raise
+  api.where = where
+  function api.line_of(f) return getinfo(f, "S").linedefined end
   function api.run(driver)
     if coroutine.running() ~= main or main == nil then
       raise("driver:run() must be called from the driver's main chunk (src/init.lua) under hubrt run")

@@ -1,0 +1,87 @@
+"""pytest plugin: every Lua test in a driver's src/test/test_*.lua is a pytest item.
+
+Registered through the `pytest11` entry point, so `pytest drivers/` just works
+once hubrt is installed. Node ids look like
+`drivers/x/src/test/test_y.lua::name` (with `[luajit]`/`[5.3]` appended under
+`--lua both`); a failure shows the Lua file and line, the message and the Lua
+traceback rather than Python internals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hubrt.engine import ENGINES
+from hubrt.inputs import InputError
+from hubrt.testing import LuaTestFailure, TestFile, TestOptions, package_of
+
+ENGINE_CHOICES = (*ENGINES, "both")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hubrt", "hubrt Lua driver tests")
+    group.addoption("--lua", dest="hubrt_lua", choices=ENGINE_CHOICES, default="luajit",
+                    help="Lua engine for Lua tests: luajit, 5.3 (the hub's), or both (each test twice).")
+    group.addoption("--lua-strict", dest="hubrt_strict", action="store_true",
+                    help="Datastore warnings (values that change across a restart) fail the test.")
+    group.addoption("--lua-handler-timeout", dest="hubrt_timeout", type=float, default=2.0,
+                    help="Seconds before a runaway driver handler is stopped (default 2).")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
+    if (file_path.suffix == ".lua" and file_path.name.startswith("test_") and file_path.parent.name == "test"
+            and package_of(file_path) is not None):
+        return LuaTestFile.from_parent(parent, path=file_path)
+    return None
+
+
+def _engines(config: pytest.Config) -> tuple[str, ...]:
+    choice = config.getoption("hubrt_lua")
+    return tuple(ENGINES) if choice == "both" else (choice,)
+
+
+class LuaTestFile(pytest.File):
+    def collect(self):
+        options = TestOptions(engine=_engines(self.config)[0], out=lambda line: None)
+        try:
+            declared = TestFile(self.path).collect(options)
+        except (LuaTestFailure, InputError) as e:
+            raise self.CollectError(f"{e}") from None
+        engines = _engines(self.config)
+        for test in declared:
+            for engine in engines:
+                name = f"{test.name}[{engine}]" if len(engines) > 1 else test.name
+                yield LuaTestItem.from_parent(self, name=name, test_name=test.name, line=test.line,
+                                              engine=engine, skip=test.skip)
+
+
+class LuaTestItem(pytest.Item):
+    def __init__(self, *, test_name: str, line: int, engine: str, skip: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.test_name = test_name
+        self.line = line
+        self.engine = engine
+        if skip:
+            self.add_marker(pytest.mark.skip(reason=skip))
+
+    def runtest(self) -> None:
+        config = self.config
+        options = TestOptions(engine=self.engine, strict=config.getoption("hubrt_strict"),
+                              handler_timeout=config.getoption("hubrt_timeout"), out=print)
+        TestFile(self.path).run(self.test_name, options)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        error = excinfo.value
+        if isinstance(error, LuaTestFailure):
+            where = f"{error.location[0]}:{error.location[1]}" if error.location else str(self.path)
+            lines = [f"Lua test {self.test_name!r} ({self.engine}) failed at {where}", "", error.message]
+            if error.traceback and error.traceback.strip() != error.message.strip():
+                lines += ["", error.traceback]
+            return "\n".join(lines)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.line - 1, f"lua test {self.test_name} [{self.engine}]"

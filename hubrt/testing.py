@@ -1,0 +1,243 @@
+"""Lua test files of a driver (src/test/test_*.lua), collected and run.
+
+A test file runs in a Lua state of its own (the *controller*), separate from
+the driver under test, which runs on a real Hub exactly as under `hubrt run`.
+`require "hubrt.test"` gives the file `test(name, fn)` and `test.hub`, whose
+functions cross into `TestBridge` here. Each test gets a fresh hub and store
+(a new temporary directory) and a fresh controller state, so nothing leaks
+between tests. pytest_plugin.py turns this into pytest items; `hubrt test`
+runs pytest.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hubrt.bridge import Bridge, _text, to_lua, to_python
+from hubrt.capabilities import Catalogue
+from hubrt.engine import LuaFailure, LuaState
+from hubrt.hub import HandlerError, Hub, LogRecord
+from hubrt.inputs import InputError
+from hubrt.package import load_package
+
+_POSITION = re.compile(r"^(?P<file>[^\s:][^:]*\.lua):(?P<line>\d+): ", re.M)
+
+
+def package_of(test_file: Path) -> Path | None:
+    """The driver package a test file belongs to: the nearest folder above it with config.yml."""
+    for folder in test_file.resolve().parents:
+        if (folder / "config.yml").is_file():
+            return folder
+    return None
+
+
+@dataclass
+class DeclaredTest:
+    name: str
+    line: int
+    skip: str | None
+    fn: Any = None
+
+
+class LuaTestFailure(Exception):
+    """A Lua test failed; carries the Lua message, traceback and the failing file:line."""
+
+    def __init__(self, message: str, traceback: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.traceback = traceback
+        found = _POSITION.search(message) or _POSITION.search(traceback)
+        self.location = (found["file"], int(found["line"])) if found else None
+
+
+class TestBridge(Bridge):
+    """The `host` table of a test file: the hub under test, driven from Lua."""
+
+    def __init__(self, state: LuaState, catalogue: Catalogue, out: Callable[[str], None]) -> None:
+        super().__init__(state, catalogue, lambda level, text: out(f"[test {level}] {text}"))
+        self.hub: Hub | None = None
+        self.driver_name = ""
+        self.tests: list[DeclaredTest] = []
+        self.setups: list[Any] = []
+
+    def functions(self) -> dict[str, Any]:
+        guarded = {name: self._guard(fn) for name, fn in {
+            "add_device": self.add_device, "remove_device": self.remove_device,
+            "update_device": self.update_device, "command": self.command, "lifecycle": self.lifecycle,
+            "discover": self.discover, "advance": self.advance, "restart": self.restart, "flush": self.flush,
+            "events": self.events, "clear_events": self.clear_events, "logs": self.logs,
+            "datastore": self.datastore, "device": self.device, "field": self.field, "state": self.state_of,
+            "fatal_errors": self.fatal_errors,
+        }.items()}
+        return {**super().functions(), **guarded, "declare": self.declare, "declare_setup": self.declare_setup}
+
+    def _guard(self, fn: Callable) -> Callable:
+        """Hub refusals and fatal handler errors come back as (nil, message) for Lua to raise."""
+        def call(*args: Any) -> Any:
+            if self.hub is None:
+                return None, b"the hub is only available inside a test (or test.setup)"
+            try:
+                return fn(*args), None
+            except (InputError, HandlerError) as e:
+                return None, str(e).encode()
+        return call
+
+    # -- declaring -----------------------------------------------------------
+
+    def declare(self, name: bytes, fn: Any, line: int, skip: Any) -> None:
+        self.tests.append(DeclaredTest(_text(name), int(line), _text(skip) if skip else None, fn))
+
+    def declare_setup(self, fn: Any) -> None:
+        self.setups.append(fn)
+
+    # -- the hub, for the test -------------------------------------------------
+
+    def _py(self, value: Any) -> Any:
+        return None if value is None else to_python(value, self.lua_type)
+
+    def _lua(self, value: Any) -> Any:
+        return to_lua(self.runtime, value)
+
+    def add_device(self, opts: Any) -> bytes:
+        o = self._py(opts)
+        device = self.hub.add_device(o.get("driver", self.driver_name), str(o.get("profile")), label=o.get("label"),
+                                     network_id=o.get("network_id"), preferences=o.get("preferences"),
+                                     device_id=o.get("id"))
+        return device.id.encode()
+
+    def remove_device(self, ref: bytes) -> None:
+        self.hub.remove_device(_text(ref))
+
+    def update_device(self, ref: bytes, opts: Any) -> None:
+        o = self._py(opts) or {}
+        self.hub.update_device(_text(ref), label=o.get("label"), preferences=o.get("preferences"))
+
+    def command(self, ref: bytes, capability: bytes, command: bytes, args: Any, component: Any) -> None:
+        self.hub.command(_text(ref), _text(capability), _text(command), self._py(args),
+                         component=_text(component) if component else "main")
+
+    def lifecycle(self, ref: bytes, event: bytes) -> None:
+        self.hub.send_lifecycle(_text(ref), _text(event))
+
+    def discover(self, driver: Any) -> None:
+        self.hub.discover(_text(driver) if driver else self.driver_name)
+
+    def advance(self, seconds: float) -> None:
+        self.hub.advance(float(seconds))
+
+    def restart(self, kind: bytes) -> None:
+        self.hub.restart(_text(kind))
+
+    def flush(self) -> None:
+        self.hub.flush()
+
+    def events(self, ref: Any) -> Any:
+        device = self.hub.device(_text(ref)).id if ref else None
+        return self._lua([{"device": e.device, "device_id": e.device_id, "component": e.component,
+                           "capability": e.capability, "attribute": e.attribute, "value": e.value, "unit": e.unit,
+                           "state_change": e.state_change, "time": e.time}
+                          for e in self.hub.events if device is None or e.device_id == device])
+
+    def clear_events(self) -> None:
+        self.hub.events.clear()
+
+    def logs(self, level: Any) -> Any:
+        wanted = _text(level) if level else None
+        return self._lua([{"level": r.level, "text": r.text, "device": r.device, "driver": r.driver}
+                          for r in self.hub.logs if wanted is None or r.level == wanted])
+
+    def datastore(self, driver: Any) -> Any:
+        return self._lua(self.hub.store.load(_text(driver) if driver else self.driver_name))
+
+    def device(self, ref: bytes) -> Any:
+        d = self.hub.device(_text(ref))
+        return self._lua({"id": d.id, "label": d.label, "profile": d.profile, "preferences": d.preferences,
+                          "online": d.online, "driver": d.driver, "device_network_id": d.network_id})
+
+    def _device_data(self, ref: bytes) -> dict:
+        d = self.hub.device(_text(ref))
+        return self.hub.store.load(d.driver).get("__" + d.id) or {}
+
+    def field(self, ref: bytes, name: bytes) -> Any:
+        return self._lua(self._device_data(ref).get(_text(name)))
+
+    def state_of(self, ref: bytes, capability: bytes, attribute: bytes, component: Any) -> Any:
+        cache = self._device_data(ref).get("__state_cache", {})
+        entry = cache.get(_text(component) if component else "main", {}).get(_text(capability), {})
+        return self._lua((entry.get(_text(attribute)) or {}).get("value"))
+
+    def fatal_errors(self, on: bool) -> None:
+        self.hub.fatal_handler_errors = bool(on)
+
+
+@dataclass
+class TestOptions:
+    engine: str = "luajit"
+    strict: bool = False
+    handler_timeout: float = 2.0
+    out: Callable[[str], None] = print
+
+
+@dataclass
+class TestFile:
+    path: Path
+    package: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        package = package_of(self.path)
+        if package is None:
+            raise InputError(f"{self.path}: not inside a driver package (no config.yml above it)")
+        self.package = package
+
+    def _load(self, options: TestOptions) -> tuple[LuaState, TestBridge]:
+        """A fresh controller state with the file's top level run (which declares the tests)."""
+        catalogue = load_package(self.package, Catalogue.standard()).capabilities
+        state = LuaState(options.engine, driver_src=self.package / "src", print_line=options.out)
+        bridge = TestBridge(state, catalogue, options.out)
+        state.helpers.set_runtime_api(bridge.api())
+        try:
+            state.run_file(self.path)
+        except LuaFailure as e:
+            raise LuaTestFailure(e.message, e.traceback) from None
+        return state, bridge
+
+    def collect(self, options: TestOptions) -> list[DeclaredTest]:
+        _, bridge = self._load(options)
+        names = [t.name for t in bridge.tests]
+        for t in bridge.tests:
+            if names.count(t.name) > 1:
+                raise LuaTestFailure(f"{self.path}:{t.line}: a second test named {t.name!r}")
+        return bridge.tests
+
+    def run(self, name: str, options: TestOptions) -> None:
+        """Runs one test on a fresh hub; raises LuaTestFailure if it fails."""
+        state, bridge = self._load(options)
+        test = next((t for t in bridge.tests if t.name == name), None)
+        if test is None:
+            raise LuaTestFailure(f"{self.path}: no test named {name!r} any more")
+        with tempfile.TemporaryDirectory(prefix="hubrt-test-") as tmp:
+            def show(record: LogRecord) -> None:
+                device = f" {record.device}" if record.device else ""
+                options.out(f"{record.time:9.3f} {record.level.upper():5} {record.driver}{device}  {record.text}")
+
+            hub = Hub(Path(tmp) / "state", engine=options.engine, strict=options.strict, on_log=show,
+                      handler_timeout=options.handler_timeout,
+                      on_event=lambda e: options.out(f"{e.time:9.3f} EVENT {e.device} "
+                                                     f"{e.capability}.{e.attribute} = {e.value!r}"))
+            bridge.hub = hub
+            try:
+                bridge.driver_name = hub.install(self.package).name
+                for fn in [*bridge.setups, test.fn]:
+                    try:
+                        state.call(fn)
+                    except LuaFailure as e:
+                        raise LuaTestFailure(e.message, e.traceback) from None
+            except InputError as e:
+                raise LuaTestFailure(str(e)) from None
+            finally:
+                bridge.hub = None
+                hub.shutdown()

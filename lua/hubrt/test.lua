@@ -1,0 +1,164 @@
+-- `require "hubrt.test"`: tests for a driver, in Lua, next to the driver
+-- (src/test/test_*.lua), run by pytest (each test is one pytest item) or
+-- `hubrt test`. Every test gets a fresh hub and store with the driver under
+-- test installed, and can restart that hub in each of the three ways.
+--
+--   local test = require "hubrt.test"
+--   local hub = test.hub
+--   test("level survives a driver crash", function()
+--     local lamp = hub.add_device{profile = "dimmer", label = "Lamp"}
+--     hub.command(lamp, "switchLevel", "setLevel", {40})
+--     hub.restart("driver_crash")
+--     test.equal(hub.state(lamp, "switchLevel", "level"), 40)
+--   end)
+local _, host = ...
+
+local test = {}
+local hub = {}
+test.hub = hub
+
+-- Calls a host function; a refusal becomes an error at the test's own line.
+local function call(fn, ...)
+  local result, err = fn(...)
+  if err ~= nil then host.raise(err) end
+  return result
+end
+
+function hub.add_device(opts)
+  if type(opts) ~= "table" then host.raise("hub.add_device{profile = ..., label = ...} takes a table") end
+  return call(host.add_device, opts)
+end
+function hub.remove_device(device) return call(host.remove_device, device) end
+function hub.update_device(device, opts) return call(host.update_device, device, opts or {}) end
+function hub.command(device, capability, command, args, component)
+  return call(host.command, device, capability, command, args, component)
+end
+function hub.lifecycle(device, event) return call(host.lifecycle, device, event) end
+function hub.discover(driver) return call(host.discover, driver) end
+function hub.advance(seconds) return call(host.advance, seconds) end
+function hub.restart(kind) return call(host.restart, kind) end
+function hub.flush() return call(host.flush) end
+function hub.events(device) return call(host.events, device) end
+function hub.clear_events() return call(host.clear_events) end
+function hub.logs(level) return call(host.logs, level) end
+function hub.datastore(driver) return call(host.datastore, driver) end
+function hub.device(device) return call(host.device, device) end
+function hub.field(device, name) return call(host.field, device, name) end
+function hub.state(device, capability, attribute, component)
+  return call(host.state, device, capability, attribute, component)
+end
+function hub.fatal_errors(on) return call(host.fatal_errors, on ~= false) end
+
+-- Declaring tests ------------------------------------------------------------
+
+local function declare(name, fn, skip_reason)
+  if type(name) ~= "string" or type(fn) ~= "function" then
+    host.raise("test(name, function() ... end) takes a name and a function")
+  end
+  host.declare(name, fn, host.line_of(fn), skip_reason)
+end
+
+function test.setup(fn) host.declare_setup(fn) end
+function test.skip(name, fn, reason) declare(name, fn, reason or "skipped") end
+
+-- Assertions -----------------------------------------------------------------
+
+local function show(v)
+  if type(v) == "string" then return string.format("%q", v) end
+  return tostring(v)
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b)
+    if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then return a < b end
+    return type(a) < type(b)
+  end)
+  return keys
+end
+
+local function key_path(path, k)
+  if type(k) == "string" and k:match("^[%a_][%w_]*$") then return path .. "." .. k end
+  return path .. "[" .. show(k) .. "]"
+end
+
+-- Lists the differences between two values, by path.
+local function diff(actual, expected, path, out)
+  if type(actual) == "table" and type(expected) == "table" then
+    for _, k in ipairs(sorted_keys(expected)) do
+      local p = key_path(path, k)
+      if actual[k] == nil then
+        out[#out + 1] = p .. ": missing (expected " .. show(expected[k]) .. ")"
+      else
+        diff(actual[k], expected[k], p, out)
+      end
+    end
+    for _, k in ipairs(sorted_keys(actual)) do
+      if expected[k] == nil then out[#out + 1] = key_path(path, k) .. ": unexpected " .. show(actual[k]) end
+    end
+  elseif actual ~= expected then
+    out[#out + 1] = (path == "" and "value" or path) .. ": expected " .. show(expected) .. ", got " .. show(actual)
+  end
+  return out
+end
+
+function test.equal(actual, expected, message)
+  local differences = diff(actual, expected, "", {})
+  if #differences > 0 then
+    host.raise((message and message .. ": " or "") .. "not equal\n  " .. table.concat(differences, "\n  "))
+  end
+end
+
+function test.not_equal(actual, expected, message)
+  if #diff(actual, expected, "", {}) == 0 then
+    host.raise((message and message .. ": " or "") .. "expected a value other than " .. show(expected))
+  end
+end
+
+function test.truthy(value, message)
+  if not value then host.raise(message or ("expected a true value, got " .. show(value))) end
+end
+
+function test.falsy(value, message)
+  if value then host.raise(message or ("expected false or nil, got " .. show(value))) end
+end
+
+function test.fail(message) host.raise(message or "failed") end
+
+-- fn must raise an error whose message matches the Lua pattern.
+function test.expect_error(pattern, fn)
+  local ok, err = pcall(fn)
+  if ok then host.raise("expected an error matching " .. show(pattern) .. ", but there was none") end
+  if not tostring(err):find(pattern) then
+    host.raise("expected an error matching " .. show(pattern) .. ", got " .. show(tostring(err)))
+  end
+  return err
+end
+
+-- An event the device emitted, matching every field given (device, capability, attribute, value, ...).
+function test.assert_event(match)
+  local events = hub.events()
+  for i = #events, 1, -1 do
+    local ok = true
+    for k, v in pairs(match) do
+      if events[i][k] ~= v then ok = false end
+    end
+    if ok then return events[i] end
+  end
+  local seen = {}
+  for _, e in ipairs(events) do
+    seen[#seen + 1] = string.format("%s %s.%s = %s", e.device, e.capability, e.attribute, show(e.value))
+  end
+  host.raise("no event matches " .. show(require("st.utils").stringify_table(match)) .. "; events:\n  "
+             .. (#seen > 0 and table.concat(seen, "\n  ") or "(none)"))
+end
+
+function test.assert_log(level, pattern)
+  for _, record in ipairs(hub.logs(level)) do
+    if record.text:find(pattern) then return record end
+  end
+  host.raise("no " .. level .. " log matches " .. show(pattern))
+end
+
+return setmetatable(test, {__call = function(_, name, fn) declare(name, fn, nil) end})

@@ -1,0 +1,135 @@
+"""The pytest plugin, tested with pytest's own pytester: collection, reports, isolation, xdist."""
+
+import sys
+import textwrap
+
+import pytest
+
+from conftest import SWITCH_PROFILE
+
+pytest_plugins = ["pytester"]
+
+DRIVER = """
+local Driver = require "st.driver"
+local capabilities = require "st.capabilities"
+Driver("t", {capability_handlers = {switch = {
+  on = function(driver, device)
+    driver.datastore.count = (driver.datastore.count or 0) + 1
+    device:emit_event(capabilities.switch.switch.on())
+  end,
+  off = function(driver, device) error("off is broken") end,
+}}}):run()
+"""
+
+TESTS = """
+local test = require "hubrt.test"
+local hub = test.hub
+
+test("passes", function()
+  local s = hub.add_device{profile = "switch", label = "S"}
+  hub.command(s, "switch", "on")
+  test.equal(hub.datastore().count, 1)
+end)
+
+test("fails", function()
+  test.equal({a = 1, b = {2, 3}}, {a = 1, b = {2, 4}})
+end)
+
+test("errors", function()
+  local t = nil
+  return t.field
+end)
+
+test.skip("skipped", function() end, "not today")
+
+test("handler errors can be fatal", function()
+  local s = hub.add_device{profile = "switch", label = "S"}
+  hub.command(s, "switch", "off") -- logged, not fatal
+  test.assert_log("error", "off is broken")
+  hub.fatal_errors(true)
+  test.expect_error("off is broken", function() hub.command(s, "switch", "off") end)
+end)
+"""
+
+ISOLATION = """
+local test = require "hubrt.test"
+local hub = test.hub
+for i = 1, 2 do
+  test("writer " .. i, function()
+    local s = hub.add_device{profile = "switch", label = "S"}
+    test.equal(hub.datastore().count, nil, "each test starts with an empty store")
+    hub.command(s, "switch", "on")
+    hub.restart("graceful")
+    test.equal(hub.datastore().count, 1)
+  end)
+end
+"""
+
+
+@pytest.fixture
+def package(pytester):
+    root = pytester.path / "drv"
+    (root / "profiles").mkdir(parents=True)
+    (root / "src" / "test").mkdir(parents=True)
+    (root / "config.yml").write_text("name: t\npackageKey: t\n")
+    (root / "profiles" / "switch.yml").write_text(textwrap.dedent(SWITCH_PROFILE))
+    (root / "src" / "init.lua").write_text(DRIVER)
+    (root / "src" / "test" / "test_basic.lua").write_text(TESTS)
+    (root / "src" / "test" / "test_isolation.lua").write_text(ISOLATION)
+    return root
+
+
+def test_outcomes_and_failure_report(pytester, package):
+    result = pytester.runpytest("drv", "-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(passed=4, failed=2, skipped=1)
+    out = result.stdout.str()
+    assert "Lua test 'fails' (luajit) failed at drv/src/test/test_basic.lua:12" in out
+    assert "b[2]: expected 4, got 3" in out
+    assert "Lua test 'errors' (luajit) failed at drv/src/test/test_basic.lua:17" in out
+    assert "attempt to index" in out and "stack traceback" in out
+    assert "not today" in out
+    assert "hubrt/testing.py" not in out and "lupa" not in out, "no Python internals in Lua failures"
+
+
+def test_node_ids_and_k_selection(pytester, package):
+    result = pytester.runpytest("drv", "--collect-only", "-q")
+    out = result.stdout.str()
+    assert "drv/src/test/test_basic.lua::passes" in out and "drv/src/test/test_isolation.lua::writer 2" in out
+    result = pytester.runpytest("drv", "-k", "passes or writer")
+    result.assert_outcomes(passed=3)
+
+
+def test_both_engines_put_the_engine_in_the_id(pytester, package):
+    result = pytester.runpytest("drv", "--lua", "both", "-k", "passes", "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_basic.lua::passes?luajit? PASSED*", "*test_basic.lua::passes?5.3? PASSED*"])
+
+
+def test_isolation_between_tests_writing_the_same_key(pytester, package):
+    result = pytester.runpytest("drv/src/test/test_isolation.lua")
+    result.assert_outcomes(passed=2)
+
+
+def test_parallel_run_with_xdist(pytester, package):
+    result = pytester.runpytest("drv", "-n", "2", "-k", "not fails and not errors")
+    result.assert_outcomes(passed=3, skipped=1)
+
+
+def test_junit_xml(pytester, package):
+    result = pytester.runpytest("drv", "--junitxml=out.xml", "-k", "passes or fails")
+    result.assert_outcomes(passed=1, failed=1)
+    xml = (pytester.path / "out.xml").read_text()
+    assert 'name="passes"' in xml and "<failure" in xml
+
+
+def test_syntax_error_in_a_test_file_is_a_collection_error(pytester, package):
+    (package / "src" / "test" / "test_broken.lua").write_text("test(\n")
+    result = pytester.runpytest("drv/src/test/test_broken.lua")
+    assert result.ret != 0
+    assert "test_broken.lua:2:" in result.stdout.str()
+
+
+def test_hubrt_test_command_runs_the_same(pytester, package):
+    result = pytester.run(sys.executable, "-m", "hubrt", "test", "drv", "-k", "passes or writer", "-p", "no:cacheprovider")
+    assert result.ret == 0
+    assert "3 passed" in result.stdout.str()
