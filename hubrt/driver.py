@@ -74,6 +74,8 @@ class DriverHost(DriverRuntime):
             interruptible=hub.handler_timeout > 0,
         )
         self.state.helpers.set_runtime_api(DriverBridge(hub, self).api())
+        if hub.coverage is not None:
+            hub.coverage.track(self.state)
 
     def _outcome(self, result: Any) -> Outcome:
         if not isinstance(result, tuple):

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from hubrt.bridge import to_lua
 from hubrt.capabilities import Catalogue, CapabilityError
+from hubrt.coverage import LineCoverage
 from hubrt.driver import DriverHost, DriverRuntime, Outcome
 from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, LuaFailure
 from hubrt.inputs import InputError
@@ -126,6 +127,7 @@ class Hub:
         print_line: Callable[[str], None] = print,
         on_log: Callable[[LogRecord], None] = _print_log,
         on_event: Callable[[Event], None] | None = None,
+        coverage: LineCoverage | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.engine = engine
@@ -138,6 +140,7 @@ class Hub:
         self.print_line = print_line
         self.on_log = on_log
         self.on_event = on_event
+        self.coverage = coverage  # records the lines driver code runs, when given
         self.store = Store(state_dir, start_empty=start_empty)
         self.drivers: dict[str, DriverHost | DriverRuntime] = {}
         self.packages: dict[str, DriverPackage] = {}

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from hubrt.coverage import LineCoverage
 from hubrt.engine import ENGINES
 from hubrt.inputs import InputError
 from hubrt.testing import LuaTestFailure, TestFile, TestOptions, package_of
@@ -27,8 +28,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Lua engine for Lua tests: luajit, 5.3 (the hub's), or both (each test twice).")
     group.addoption("--lua-strict", dest="hubrt_strict", action="store_true",
                     help="Datastore warnings (values that change across a restart) fail the test.")
+    group.addoption("--lua-cov", dest="hubrt_cov", action="store_true",
+                    help="Report line coverage of the drivers' own Lua files.")
     group.addoption("--lua-handler-timeout", dest="hubrt_timeout", type=float, default=2.0,
                     help="Seconds before a runaway driver handler is stopped (default 2).")
+
+
+_COVERAGE = pytest.StashKey[LineCoverage]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("hubrt_cov", False):
+        config.stash[_COVERAGE] = LineCoverage()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    coverage = session.config.stash.get(_COVERAGE, None)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if coverage is not None and workeroutput is not None:  # an xdist worker: hand the data to the controller
+        workeroutput["hubrt_coverage"] = coverage.as_data()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    coverage = node.config.stash.get(_COVERAGE, None)
+    data = getattr(node, "workeroutput", {}).get("hubrt_coverage")
+    if coverage is not None and data:
+        coverage.merge(data)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    coverage = config.stash.get(_COVERAGE, None)
+    if coverage is None or getattr(config, "workeroutput", None) is not None:
+        return
+    terminalreporter.section("Lua line coverage (driver files)")
+    for row in coverage.report() or ["no driver code ran"]:
+        terminalreporter.write_line(row)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
@@ -70,7 +105,8 @@ class LuaTestItem(pytest.Item):
     def runtest(self) -> None:
         config = self.config
         options = TestOptions(engine=self.engine, strict=config.getoption("hubrt_strict"),
-                              handler_timeout=config.getoption("hubrt_timeout"), out=print)
+                              handler_timeout=config.getoption("hubrt_timeout"), out=print,
+                              coverage=config.stash.get(_COVERAGE, None))
         TestFile(self.path).run(self.test_name, options)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:

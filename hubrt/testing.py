@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from hubrt.bridge import Bridge, _text, to_lua, to_python
 from hubrt.capabilities import Catalogue
+from hubrt.coverage import LineCoverage
 from hubrt.engine import LuaFailure, LuaState
 from hubrt.hub import HandlerError, Hub, LogRecord
 from hubrt.inputs import InputError
@@ -180,6 +181,7 @@ class TestOptions:
     strict: bool = False
     handler_timeout: float = 2.0
     out: Callable[[str], None] = print
+    coverage: LineCoverage | None = None
 
 
 @dataclass
@@ -225,7 +227,7 @@ class TestFile:
                 options.out(f"{record.time:9.3f} {record.level.upper():5} {record.driver}{device}  {record.text}")
 
             hub = Hub(Path(tmp) / "state", engine=options.engine, strict=options.strict, on_log=show,
-                      handler_timeout=options.handler_timeout,
+                      handler_timeout=options.handler_timeout, coverage=options.coverage,
                       on_event=lambda e: options.out(f"{e.time:9.3f} EVENT {e.device} "
                                                      f"{e.capability}.{e.attribute} = {e.value!r}"))
             bridge.hub = hub
@@ -241,3 +243,5 @@ class TestFile:
             finally:
                 bridge.hub = None
                 hub.shutdown()
+                if options.coverage is not None:
+                    options.coverage.harvest()

@@ -133,3 +133,15 @@ def test_hubrt_test_command_runs_the_same(pytester, package):
     result = pytester.run(sys.executable, "-m", "hubrt", "test", "drv", "-k", "passes or writer", "-p", "no:cacheprovider")
     assert result.ret == 0
     assert "3 passed" in result.stdout.str()
+
+
+def test_line_coverage_report(pytester, package):
+    result = pytester.runpytest("drv", "--lua-cov", "-k", "passes")
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "Lua line coverage (driver files)" in out
+    # init.lua: the `off` handler (line 9) never ran in this selection
+    line = next(l for l in out.splitlines() if l.startswith("drv/src/init.lua:"))
+    assert "missed: 9" in line, line
+    result = pytester.runpytest("drv", "--lua-cov", "-n", "2", "-k", "passes or fatal")
+    assert "missed" not in next(l for l in result.stdout.str().splitlines() if l.startswith("drv/src/init.lua:"))

@@ -149,14 +149,45 @@ function env.coroutine.resume(co, ...)
   return pass_unless_stop(coroutine.resume(co, ...))
 end
 
--- While a handler runs under a deadline, every coroutine it creates gets the
--- same hook (on standard Lua a hook belongs to one coroutine).
-local deadline_hook
+-- One hook serves two purposes: a deadline for the running handler (a count
+-- hook) and, when asked for, line coverage of the driver's own files (a line
+-- hook). On standard Lua a hook belongs to one coroutine, so every coroutine
+-- driver code creates gets it too.
 local HOOK_COUNT = 10000
+local deadline, deadline_message -- while a handler runs under a time limit
+local coverage -- chunk name -> {[line] = true}, when line coverage is on
+
+local function hook(event, line)
+  if event == "line" then
+    local src = getinfo(2, "S").source
+    if sub(src, 1, 1) == "@" and sub(src, 1, 9) ~= "@[hubrt]/" then
+      local lines = coverage[src]
+      if not lines then
+        lines = {}
+        coverage[src] = lines
+      end
+      lines[line] = true
+    end
+  elseif deadline and os.clock() > deadline then
+    deadline = nil
+    error(new_stop("timeout", deadline_message), 0)
+  end
+end
+
+local function set_hook(co)
+  local mask, count = coverage and "l" or "", deadline and HOOK_COUNT or 0
+  if mask == "" and count == 0 then
+    if co then debug.sethook(co) else debug.sethook() end
+  elseif co then
+    debug.sethook(co, hook, mask, count)
+  else
+    debug.sethook(hook, mask, count)
+  end
+end
 
 function env.coroutine.create(f)
   local co = coroutine.create(f)
-  if deadline_hook then debug.sethook(co, deadline_hook, "", HOOK_COUNT) end
+  if coverage or deadline then set_hook(co) end
   return co
 end
 
@@ -249,21 +280,35 @@ helpers.raise = raise
 -- (0: no limit). The stop passes through every pcall in driver code.
 function helpers.dispatch(seconds, name, f, ...)
   if seconds > 0 then
-    local deadline = os.clock() + seconds
-    deadline_hook = function()
-      if os.clock() > deadline then
-        debug.sethook()
-        error(new_stop("timeout", name .. " ran for more than " .. seconds .. " s and was stopped"), 0)
-      end
-    end
-    debug.sethook(deadline_hook, "", HOOK_COUNT)
+    deadline = os.clock() + seconds
+    deadline_message = name .. " ran for more than " .. seconds .. " s and was stopped"
+    set_hook()
   end
   local function finish(...)
-    debug.sethook()
-    deadline_hook = nil
+    if deadline then
+      deadline = nil
+      set_hook()
+    end
     return ...
   end
   return finish(helpers.protected_call(f, ...))
+end
+
+function helpers.enable_coverage()
+  coverage = {}
+  set_hook()
+end
+
+-- The lines hit so far ({chunk name = {line, ...}}), and a fresh start.
+function helpers.take_coverage()
+  local taken = {}
+  for src, lines in pairs(coverage or {}) do
+    local list = {}
+    for line in pairs(lines) do list[#list + 1] = line end
+    taken[src] = list
+  end
+  if coverage then coverage = {} end
+  return taken
 end
 
 -- The driver's main chunk runs as a coroutine: driver:run() yields it back
@@ -271,6 +316,7 @@ end
 local main
 function helpers.start_main(f)
   main = coroutine.create(function() return helpers.protected_call(f) end)
+  if coverage then set_hook(main) end
   return helpers.resume_main()
 end
 
