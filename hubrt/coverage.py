@@ -23,7 +23,7 @@ def code_lines(source: str) -> set[int]:
 
     Not counted: blank and comment lines, lines of only `end`/`else`/brackets,
     function headers (Lua reports a closure's creation on its `end` line) and
-    the continuation lines of a table or argument list. A line that ran is
+    continuation lines of a table or argument list that call nothing. A line that ran is
     always counted, whatever this reading says.
     """
     lines: set[int] = set()
@@ -43,7 +43,8 @@ def code_lines(source: str) -> set[int]:
             in_long = True
         if not code:
             continue
-        continuation = previous.endswith((",", "{", "(")) or code.startswith(("}", ")"))
+        continuation = (previous.endswith((",", "{", "(")) and "(" not in code and "function" not in code) \
+            or code.startswith(("}", ")"))
         header = re.match(r"(local\s+)?function\b", code) is not None
         if not (continuation or header or _NOT_CODE.match(code)):
             lines.add(number)
