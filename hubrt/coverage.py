@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+_HEADER = re.compile(r"\bfunction\b[^()]*\([^)]*\)$")  # a line that ends with a function's parameters
 _NOT_CODE = re.compile(r"^(end|else|do|then|repeat|[(){}\[\],;]*|end[),;]*|[}\])]+[),;]*)$")
 
 
@@ -45,7 +46,7 @@ def code_lines(source: str) -> set[int]:
             continue
         continuation = (previous.endswith((",", "{", "(")) and "(" not in code and "function" not in code) \
             or code.startswith(("}", ")"))
-        header = re.match(r"(local\s+)?function\b", code) is not None
+        header = _HEADER.search(code) is not None
         if not (continuation or header or _NOT_CODE.match(code)):
             lines.add(number)
         previous = code
