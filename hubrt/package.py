@@ -53,8 +53,27 @@ class DriverPackage:
         return self.path / "src"
 
 
+def _fingerprint(path: Path) -> tuple:
+    """What a package's metadata was read from: file names and modification times."""
+    files = [path / "config.yml", *sorted((path / "profiles").glob("*")), *sorted((path / "capabilities").glob("*"))]
+    return tuple((str(f), f.stat().st_mtime_ns) for f in files if f.is_file())
+
+
+_cache: dict[tuple, DriverPackage] = {}
+
+
 def load_package(path: Path | str, standard: Catalogue) -> DriverPackage:
+    """Reads and checks a driver package (cached until its files change: tests install one package often)."""
     path = Path(path)
+    key = (path.resolve(), id(standard), _fingerprint(path)) if path.is_dir() else None
+    if key in _cache:
+        return _cache[key]
+    package = _read_package(path, standard)
+    _cache[key] = package
+    return package
+
+
+def _read_package(path: Path, standard: Catalogue) -> DriverPackage:
     if not path.is_dir():
         raise PackageError(f"{path}: not a driver package (no such directory)")
     config_path = path / "config.yml"

@@ -52,9 +52,12 @@ class StoreError(Exception):
 class Store:
     """A hub state directory: one SQLite file holding every driver's datastore."""
 
-    def __init__(self, state_dir: Path | str, *, start_empty: bool = False) -> None:
+    def __init__(self, state_dir: Path | str, *, start_empty: bool = False, fsync: bool = True) -> None:
+        """`fsync=False` skips waiting for the disk: for throw-away stores (Lua tests), where a
+        power cut is simulated in-process and what matters is what was flushed, not the platter."""
         self.dir = Path(state_dir)
         self.path = self.dir / DB_NAME
+        self._fsync = fsync
         self._pending: dict[str, dict[str, str | None]] = {}
         self.closed = False
         self.moved_aside: Path | None = None
@@ -79,7 +82,7 @@ class Store:
             if existed:
                 self._check(db)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'OFF'}")
             if not existed:
                 db.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
