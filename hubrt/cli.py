@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, ENGINES, LuaFailure
-from hubrt.hub import DEFAULT_FLUSH_INTERVAL, DEFAULT_HANDLER_TIMEOUT, Clock, Event, Hub, LogRecord
+from hubrt.hub import DEFAULT_FLUSH_INTERVAL, DEFAULT_HANDLER_TIMEOUT, Clock, Event, Hub, LogRecord, StopRequested
 from hubrt.inputs import InputError
 from hubrt.scenario import AssertionFailed, Runner, load_scenario, parse_prompt_line, prompt_help
 from hubrt.store import Store, StoreError
@@ -181,6 +182,14 @@ def run_command(drivers: tuple[Path, ...], script: Path | None, engine: str, sta
     except StoreError as e:
         _fail(str(e))
     code = 0
+
+    def stop(signum: int, frame: object) -> None:  # a graceful stop, at the next safe point
+        hub.stop_requested = True
+        if _waiting_for_input:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         for path in drivers:
             hub.install(path)
@@ -189,6 +198,9 @@ def run_command(drivers: tuple[Path, ...], script: Path | None, engine: str, sta
             runner.run(steps)
         else:
             _prompt(runner)
+    except StopRequested:
+        hub.log("info", "hub", "told to stop: stopping gracefully")
+        hub.stop_requested = False
     except AssertionFailed as e:
         _err.print(f"[bold red]{escape(str(e))}[/]", markup=True, soft_wrap=True, highlight=False)
         code = 1
@@ -202,13 +214,21 @@ def run_command(drivers: tuple[Path, ...], script: Path | None, engine: str, sta
     sys.exit(code)
 
 
+_waiting_for_input = False  # at the prompt, a stop signal interrupts input() itself
+
+
 def _prompt(runner: Runner) -> None:
+    global _waiting_for_input
     click.echo("hubrt prompt: type `help` for the steps, `quit` to stop.")
     while True:
         try:
+            _waiting_for_input = True
             line = input("hubrt> ").strip()
-        except EOFError:
+        except (EOFError, KeyboardInterrupt):
+            click.echo()
             return
+        finally:
+            _waiting_for_input = False
         if line in ("quit", "exit"):
             return
         if line in ("help", "?"):

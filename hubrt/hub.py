@@ -39,6 +39,10 @@ class HubError(InputError):
     """A request the hub refuses (unknown device, capability, driver...); the message says why."""
 
 
+class StopRequested(Exception):
+    """The hub was told to stop (SIGTERM, Ctrl-C); raised between dispatches, never inside one."""
+
+
 class HandlerError(Exception):
     """A driver handler failed while handler errors are fatal (tests ask for this)."""
 
@@ -156,6 +160,7 @@ class Hub:
         self._current_device: str | None = None
         self._pending_creations: list[tuple] = []  # try_create_device calls, served after the dispatch
         self._crashes: dict[str, int] = {}  # crashes in a row, per driver
+        self.stop_requested = False  # set from a signal handler; honoured between dispatches
         self._load_devices()
 
     # -- the log stream ----------------------------------------------------
@@ -199,8 +204,13 @@ class Hub:
         else:
             self.log("error", driver.name, f"error in {what}: {detail}")
 
+    def check_stop(self) -> None:
+        if self.stop_requested:
+            raise StopRequested("the hub was told to stop")
+
     def _dispatch(self, driver: DriverHost, what: str, device_id: str | None, method: str, *args: Any) -> Outcome:
         """Delivers one event to a driver: a batch, after which its datastore is saved."""
+        self.check_stop()
         self._current_device = device_id
         try:
             outcome = driver.call(self.handler_timeout, what, method, *args)

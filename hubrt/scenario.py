@@ -185,6 +185,7 @@ class Runner:
 
     def run(self, steps: list[Step]) -> None:
         for step in steps:
+            self.hub.check_stop()
             self.run_step(step)
 
     def run_step(self, step: Step) -> None:
