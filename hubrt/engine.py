@@ -179,9 +179,12 @@ class LuaState:
 
     @staticmethod
     def driver_frames(traceback: str) -> str:
-        """The traceback without the runtime's own frames, which mean nothing to a driver author."""
-        return "\n".join(line for line in traceback.splitlines()
-                         if "[hubrt]/" not in line and line.strip() != "[C]: in function 'xpcall'")
+        """The traceback without the runtime's own frames, which mean nothing to a driver author.
+        The message above "stack traceback:" is kept whole."""
+        message, marker, frames = traceback.partition("stack traceback:")
+        kept = [line for line in frames.splitlines()
+                if "[hubrt]/" not in line and line.strip() != "[C]: in function 'xpcall'"]
+        return message + marker + "\n".join(kept)
 
     # -- callbacks from Lua ----------------------------------------------
 

@@ -68,10 +68,13 @@ def _run_once(state: Path, engine: str, rng: random.Random, graceful: bool, prev
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     acked = [previous]
     shutdown: list[int] = []
+    tail: list[str] = []  # the last lines, to explain a failure
     started = threading.Event()
 
     def read() -> None:
         for line in proc.stderr:
+            tail.append(line)
+            del tail[:-15]
             found = _COMMITTED.search(line)
             if found:
                 acked.append(int(found[1]))
@@ -95,7 +98,8 @@ def _run_once(state: Path, engine: str, rng: random.Random, graceful: bool, prev
     finally:
         store.lose_power()  # look, do not write
     if graceful:
-        assert shutdown and g == shutdown[0], f"graceful stop at generation {shutdown}, the store holds {g}"
+        assert shutdown and g == shutdown[0], (f"graceful stop at generation {shutdown}, the store holds {g}; "
+                                               f"exit {proc.returncode}; last output:\n{''.join(tail)}")
     return max(acked), g
 
 

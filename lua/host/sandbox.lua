@@ -227,7 +227,7 @@ function env.require(name)
     m = preload[name](name)
   else
     local src, chunkname, is_runtime = host.find_module(name)
-    if not src then error(chunkname, 2) end
+    if not src then raise(chunkname) end
     local f, err = native_load(src, chunkname, "t", env)
     if not f then error(host.explain_syntax_error(err, src), 0) end
     if is_runtime then m = f(name, runtime_api) else m = f(name) end
