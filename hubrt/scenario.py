@@ -119,8 +119,9 @@ def load_scenario(path: Path) -> list[Step]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ScenarioError(f"{path}: cannot read: {e}") from None
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # may already refuse the text (control characters)
         root = loader.get_single_node()
         if root is None:
             return []
@@ -140,9 +141,11 @@ def load_scenario(path: Path) -> list[Step]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
-        raise ScenarioError(f"{path}{line}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ScenarioError(f"{path}{line}: invalid YAML: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def parse_prompt_line(line: str) -> Step | None:

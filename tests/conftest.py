@@ -66,14 +66,17 @@ class LuaHub:
         return self._ensure().state
 
     def crash_driver(self) -> None:
+        self._ensure()
         self.hub.crash_driver("driver")
         self.driver = None
 
     def restart(self) -> None:
+        self._ensure()
         self.hub.shutdown()
         self.hub = self.driver = None
 
     def lose_power(self) -> None:
+        self._ensure()
         self.hub.lose_power()
         self.hub = self.driver = None
 
