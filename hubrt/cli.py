@@ -16,6 +16,7 @@ from hubrt.hub import DEFAULT_FLUSH_INTERVAL, DEFAULT_HANDLER_TIMEOUT, Clock, Ev
 from hubrt.inputs import InputError
 from hubrt.scenario import AssertionFailed, Runner, load_scenario, parse_prompt_line, prompt_help
 from hubrt.store import Store, StoreError
+from hubrt.store_repair import examine, recover
 
 _err = Console(stderr=True, highlight=False)
 _LEVEL_STYLE = {"warn": "yellow", "error": "bold red", "info": "cyan", "debug": "dim", "trace": "dim"}
@@ -140,6 +141,45 @@ def store_show(driver: str | None, state_dir: Path) -> None:
         _fail(str(e))
     finally:
         store.lose_power()  # read-only use: nothing to flush
+
+
+def _salvage_summary(salvage) -> str:
+    return (f"{salvage.keys} datastore keys of {len(salvage.rows)} driver(s) and "
+            f"{len(salvage.devices)} device record(s) can be read")
+
+
+@store_group.command("check")
+@state_option
+def store_check(state_dir: Path) -> None:
+    """Check the store (read-only): exit 0 if it is sound, 1 if it is damaged, saying what is wrong."""
+    try:
+        salvage = examine(state_dir)
+    except StoreError as e:
+        _fail(str(e))
+    path = state_dir / "hub.db"
+    if not salvage.problems:
+        click.echo(f"{path}: ok; {_salvage_summary(salvage)}")
+        return
+    click.echo(f"{path}: damaged")
+    for problem in salvage.problems:
+        click.echo(f"  - {problem}")
+    click.echo(f"  {_salvage_summary(salvage)}; `hubrt store recover --state {state_dir}` saves them "
+               "into a new store and keeps the damaged file aside")
+    sys.exit(1)
+
+
+@store_group.command("recover")
+@state_option
+def store_recover(state_dir: Path) -> None:
+    """Save what can be read from a damaged store into a new one; the damaged file is kept aside."""
+    try:
+        salvage, aside = recover(state_dir)
+    except StoreError as e:
+        _fail(str(e))
+    for problem in salvage.problems:
+        click.echo(f"  - lost: {problem}")
+    click.echo(f"recovered: {_salvage_summary(salvage).replace(' can be read', '')}; "
+               f"the damaged file is kept as {aside}")
 
 
 @main.command("run")
