@@ -111,6 +111,16 @@ def lua_command(file: Path, engine: str, state_dir: Path, strict: bool, max_memo
         sys.exit(1)
 
 
+def _existing_store(state_dir: Path) -> Store:
+    """The store in state_dir, for reading; a clear failure when there is none or it is unusable."""
+    if not (state_dir / "hub.db").exists():
+        _fail(f"{state_dir}: no hub store here (run a driver with --state {state_dir} first)")
+    try:
+        return Store(state_dir)
+    except StoreError as e:
+        _fail(str(e))
+
+
 @main.group("store")
 def store_group() -> None:
     """Inspect the hub's persistent store."""
@@ -121,12 +131,7 @@ def store_group() -> None:
 @state_option
 def store_show(driver: str | None, state_dir: Path) -> None:
     """Print DRIVER's persisted datastore as JSON (all drivers when omitted)."""
-    if not (state_dir / "hub.db").exists():
-        _fail(f"{state_dir}: no hub store here (run a driver with --state {state_dir} first)")
-    try:
-        store = Store(state_dir)
-    except StoreError as e:
-        _fail(str(e))
+    store = _existing_store(state_dir)
     try:
         names = [driver] if driver else store.drivers()
         known = store.drivers()
@@ -287,12 +292,7 @@ def _prompt(runner: Runner) -> None:
 @state_option
 def devices_command(state_dir: Path) -> None:
     """List the devices the hub knows (id, label, driver, profile)."""
-    if not (state_dir / "hub.db").exists():
-        _fail(f"{state_dir}: no hub store here (run a driver with --state {state_dir} first)")
-    try:
-        store = Store(state_dir)
-    except StoreError as e:
-        _fail(str(e))
+    store = _existing_store(state_dir)
     try:
         for record in store.devices():
             click.echo(f"{record['id']}  {record['label']!r:24} driver={record['driver']} "

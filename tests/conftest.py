@@ -21,6 +21,18 @@ def engine(request) -> str:
     return request.param
 
 
+# Lua that copies a (datastore) value into plain tables, for reading it from Python.
+PLAIN_LUA = """
+local function plain(v)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = plain(x) end
+  return out
+end
+local ds = require("datastore").init()
+"""
+
+
 class LuaHub:
     """A hub with one driver, `driver`, whose code is given as Lua snippets.
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import LuaHub
+from conftest import PLAIN_LUA, LuaHub
 from hubrt.engine import LuaFailure
 
 
@@ -154,16 +154,7 @@ def same(a, b) -> bool:
 
 # -- reading a datastore value back into Python ----------------------------------
 
-READ_BACK = """
-    local function plain(v)
-      if type(v) ~= "table" then return v end
-      local out = {}
-      for k, x in pairs(v) do out[k] = plain(x) end
-      return out
-    end
-    local ds = require("datastore").init()
-    return plain(ds.a), plain(ds.holder and ds.holder.b)
-"""
+READ_BACK = PLAIN_LUA + "return plain(ds.a), plain(ds.holder and ds.holder.b)\n"
 
 
 def to_python(v, lupa):

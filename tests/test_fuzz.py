@@ -13,7 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import DIMMER, LuaHub, make_driver
+from conftest import DIMMER, PLAIN_LUA, LuaHub, make_driver
 from hubrt.capabilities import Catalogue
 from hubrt.hub import Hub
 from hubrt.inputs import InputError
@@ -54,15 +54,7 @@ def lua(v) -> str:
     return "{" + ", ".join(f"[{lua(k)}] = {lua(x)}" for k, x in v.items()) + "}"
 
 
-READ = """
-local function plain(v)
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = plain(x) end
-  return out
-end
-return plain(require("datastore").init())
-"""
+READ = PLAIN_LUA + "return plain(ds)\n"
 
 
 def as_python(value, lua_type):

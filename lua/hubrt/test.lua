@@ -68,15 +68,7 @@ local function show(v)
   return tostring(v)
 end
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b)
-    if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then return a < b end
-    return type(a) < type(b)
-  end)
-  return keys
-end
+local sorted_keys = require("hubrt.tables").sorted_keys
 
 local function key_path(path, k)
   if type(k) == "string" and k:match("^[%a_][%w_]*$") then return path .. "." .. k end

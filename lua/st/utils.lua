@@ -26,15 +26,7 @@ function utils.merge(base, overrides)
   return base
 end
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b)
-    if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then return a < b end
-    return type(a) < type(b)
-  end)
-  return keys
-end
+local sorted_keys = require("hubrt.tables").sorted_keys
 
 function utils.stringify_table(value, name, multiline, indent, seen)
   indent = indent or 0
