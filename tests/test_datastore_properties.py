@@ -5,6 +5,7 @@ state the value read back is the contract's transformation of what was written."
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,7 +170,7 @@ def read_back(hub: LuaHub):
 
 
 @pytest.mark.parametrize("engine_name", ["luajit", "5.3"])
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("HUBRT_FUZZ_EXAMPLES", "120")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_write_accepted_exactly_when_the_contract_says_and_reloads_transformed(engine_name, data):
     value = data.draw(lua_values(engine_name), label="value")

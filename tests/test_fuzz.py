@@ -5,6 +5,7 @@ InputError (or a Lua error) whose message names the input."""
 from __future__ import annotations
 
 import copy
+import os
 import tempfile
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from hubrt.inputs import InputError
 from hubrt.package import load_package
 from hubrt.scenario import AssertionFailed, Runner, ScenarioError, load_scenario
 
-SETTINGS = settings(max_examples=60, deadline=None,
+# `make test` runs 60 examples a test; HUBRT_FUZZ_EXAMPLES=2000 makes a campaign (docs/reliability.md).
+SETTINGS = settings(max_examples=int(os.environ.get("HUBRT_FUZZ_EXAMPLES", "60")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 # -- datastore mutation sequences ------------------------------------------------
