@@ -64,6 +64,11 @@ VERBS: dict[str, Verb] = {
 }
 
 
+# Parameters that name something (a device, a driver, a capability...): text, never a list or mapping.
+_TEXT_PARAMS = {"profile", "label", "driver", "network_id", "id", "device", "capability", "command", "component",
+                "kind", "what", "target", "state", "field", "datastore"}
+
+
 @dataclass
 class Step:
     verb: str
@@ -101,6 +106,13 @@ def make_step(verb: Any, value: Any, where: str) -> Step:
     for name in spec.required:
         if name not in args:
             raise ScenarioError(f"{where}: {verb} needs {name!r}")
+    for name, value in args.items():
+        if name in _TEXT_PARAMS:
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise ScenarioError(f"{where}: {verb}: {name!r} must be a name, got {value!r}")
+            args[name] = str(value)
+        elif name == "preferences" and not isinstance(value, dict):
+            raise ScenarioError(f"{where}: {verb}: 'preferences' must be a mapping, got {value!r}")
     if verb in ("advance", "wait") and (isinstance(args["seconds"], bool)
                                          or not isinstance(args["seconds"], (int, float)) or args["seconds"] < 0):
         raise ScenarioError(f"{where}: {verb} takes a number of seconds >= 0, got {args['seconds']!r}")
