@@ -363,10 +363,12 @@ class Hub:
             named = host.package.capabilities.command_args(capability, command, args)
         except CapabilityError as e:
             raise HubError(str(e)) from None
-        message = {"capability": capability, "component": component, "command": command, "args": named,
-                   "positional_args": list(named.values())}
+        runtime = host.state.runtime
         outcome = self._dispatch(host, f"capability {capability}.{command} for {device.label}", device.id,
-                                 "_on_capability_command", device.id.encode(), to_lua(host.state.runtime, message))
+                                 "_on_capability_command", device.id.encode(), capability.encode(),
+                                 component.encode(), command.encode(),
+                                 to_lua(runtime, named) if named else None,
+                                 to_lua(runtime, list(named.values())) if named else None)
         self._create_pending()
         return outcome
 

@@ -110,7 +110,9 @@ function Driver:_on_device_lifecycle(device_id, event, args)
   end
 end
 
-function Driver:_on_capability_command(device_id, command)
+function Driver:_on_capability_command(device_id, capability, component, name, args, positional_args)
+  local command = {capability = capability, component = component, command = name,
+                   args = args or {}, positional_args = positional_args or {}}
   local device = self:get_device_info(device_id)
   local handler = find_handler(self, self, device, "capability_handlers", command.capability, command.command)
   if handler == nil then
