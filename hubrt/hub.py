@@ -183,7 +183,7 @@ class Hub:
         return self._start(package)
 
     def _start(self, package: DriverPackage) -> DriverHost:
-        for attempt in range(1, MAX_CRASHES_AT_START + 1):
+        for _ in range(MAX_CRASHES_AT_START):
             driver = DriverHost(self, package)
             self.drivers[package.package_key] = driver
             outcome = driver.start()

@@ -98,14 +98,14 @@ def test_error_objects_from_the_runtime_are_strings(lua_hub):
 
 
 def test_each_driver_has_its_own_state_and_datastore(lua_hub):
-    other = lua_hub.hub.start_driver("other") if lua_hub.hub else None
     lua_hub.run("""
         shared_global = "driver"
         require("datastore").init().secret = "mine"
     """)
     other = lua_hub.hub.start_driver("other")
-    f = other.state.runtime.eval(b"function(env) return load('return shared_global, require(\"datastore\").init().secret', 'x', 't', env) end")(other.state.env)
-    assert other.state.call(f) == (None, None)
+    reader = other.state.runtime.eval(
+        b"function(env) return load('return shared_global, require(\"datastore\").init().secret', 'x', 't', env) end")
+    assert other.state.call(reader(other.state.env)) == (None, None)
 
 
 def test_memory_cap_stops_a_memory_bomb(engine):

@@ -1,11 +1,9 @@
 """A damaged or busy store on disk: a clear message, the damaged file kept, never silently replaced."""
 
-import os
 import sqlite3
 import subprocess
 import sys
 
-import pytest
 
 from conftest import ROOT, hubrt
 
