@@ -224,22 +224,17 @@ def test_os_exit_in_a_handler_is_a_driver_crash_and_the_driver_restarts(new_hub,
     assert state(hub, "S", "switch", "switch") == "off"
 
 
-def test_bad_event_value_names_the_driver_line(new_hub, tmp_path):
+@pytest.mark.parametrize("level, expected", [
+    (5, "init.lua:20: switchLevel.level: 500 is above the maximum 100"),
+    (6, "init.lua:21: device.label is read-only; store data with device:set_field"),
+])
+def test_driver_mistakes_name_the_driver_line(new_hub, tmp_path, level, expected):
     hub = new_hub()
     hub.install(make_driver(tmp_path / "faulty", FAULTY))
     hub.add_device("test-driver", "switch", label="S")
-    hub.command("S", "switchLevel", "setLevel", [5])
-    error = [r.text for r in hub.logs if r.level == "error"][0]
-    assert "init.lua:20: switchLevel.level: 500 is above the maximum 100" in error
-
-
-def test_device_fields_are_read_only(new_hub, tmp_path):
-    hub = new_hub()
-    hub.install(make_driver(tmp_path / "faulty", FAULTY))
-    hub.add_device("test-driver", "switch", label="S")
-    hub.command("S", "switchLevel", "setLevel", [6])
-    error = [r.text for r in hub.logs if r.level == "error"][0]
-    assert "init.lua:21: device.label is read-only; store data with device:set_field" in error
+    hub.command("S", "switchLevel", "setLevel", [level])
+    errors = [r.text for r in hub.logs if r.level == "error"]
+    assert len(errors) == 1 and expected in errors[0]
 
 
 def test_crash_at_start_is_retried_then_reported(new_hub, tmp_path):
