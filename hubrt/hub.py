@@ -26,7 +26,7 @@ from hubrt.driver import DriverHost, DriverRuntime, Outcome
 from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, LuaFailure
 from hubrt.inputs import InputError
 from hubrt.package import DriverPackage, load_package
-from hubrt.store import Store
+from hubrt.store import Store, StoreError
 
 STOP_KINDS = ("driver_crash", "graceful", "power_loss")
 LIFECYCLE_EVENTS = ("init", "added", "doConfigure", "infoChanged", "driverSwitched", "removed")
@@ -189,8 +189,10 @@ class Hub:
             outcome = driver.start()
             if outcome.ok:
                 for device in self.devices_of(package.package_key):
-                    self._dispatch(driver, f"lifecycle init for {device.label}", device.id,
-                                   "_on_device_lifecycle", device.id.encode(), b"init")
+                    self._lifecycle(device, "init")
+                    if self.drivers.get(package.package_key) is not driver:
+                        # it crashed in `init` and was started again, devices and all
+                        return self.drivers.get(package.package_key)
                 return driver
             self._report(driver, "src/init.lua", outcome)
             self._forget_timers(package.package_key)
@@ -249,7 +251,11 @@ class Hub:
 
     def _load_devices(self) -> None:
         for record in self.store.devices():
-            device = Device(**record)
+            try:
+                device = Device(**record)
+            except TypeError as e:
+                raise StoreError(f"{self.store.path}: a device record does not fit this hubrt ({e}): "
+                                 f"{record!r}") from None
             self.devices[device.id] = device
 
     def devices_of(self, driver: str) -> list[Device]:

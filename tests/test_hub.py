@@ -375,3 +375,20 @@ def test_driver_package_capabilities_folder(new_hub, tmp_path):
     assert state(hub, "Fan", "myco.fanSpeed", "speed") == "high"
     with pytest.raises(HubError, match="'medium' is not one of 'low', 'high'"):
         hub.command("Fan", "myco.fanSpeed", "setSpeed", ["medium"])
+
+
+def test_crash_in_init_restarts_the_driver_once_per_crash(new_hub, tmp_path):
+    pkg = make_driver(tmp_path / "initcrash", """
+        require("st.driver")("initcrash", {lifecycle_handlers = {init = function(driver, device)
+          driver.datastore.inits = (driver.datastore.inits or 0) + 1
+          driver.datastore:commit()
+          if driver.datastore.inits == 2 then os.exit(3) end
+        end}}):run()
+    """)
+    hub = new_hub()
+    hub.install(pkg)
+    hub.add_device("test-driver", "switch", label="A")  # init 1
+    hub.restart("graceful")  # init 2 crashes; the restarted driver's init is the 3rd
+    assert hub.store.load("test-driver")["inits"] == 3
+    assert sum("driver crash" in r.text for r in hub.logs) == 1
+    assert hub.drivers["test-driver"].running, "the restarted driver is the one running"
