@@ -196,6 +196,8 @@ class Hub:
                 return driver
             self._report(driver, "src/init.lua", outcome)
             self._forget_timers(package.package_key)
+            if outcome.kind == "syntax":  # trying again cannot help
+                raise HubError(f"driver {package.package_key!r} cannot start: fix the syntax error above")
         raise HubError(f"driver {package.package_key!r} crashed {MAX_CRASHES_AT_START} times while starting; "
                        "see the errors above")
 

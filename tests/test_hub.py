@@ -392,3 +392,11 @@ def test_crash_in_init_restarts_the_driver_once_per_crash(new_hub, tmp_path):
     assert hub.store.load("test-driver")["inits"] == 3
     assert sum("driver crash" in r.text for r in hub.logs) == 1
     assert hub.drivers["test-driver"].running, "the restarted driver is the one running"
+
+
+def test_syntax_error_in_init_is_reported_once(new_hub, tmp_path):
+    hub = new_hub()
+    with pytest.raises(HubError, match="cannot start: fix the syntax error"):
+        hub.install(make_driver(tmp_path / "broken", "local x = = 1\n"))
+    errors = [r.text for r in hub.logs if r.level == "error"]
+    assert len(errors) == 1 and "broken/src/init.lua:1:" in errors[0]
