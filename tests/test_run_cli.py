@@ -90,7 +90,8 @@ def test_bad_driver_folders(tmp_path, make, expected):
 
 def test_run_help_answers():
     result = hubrt("run", "--help", check=True)
-    for option in ("--script", "--lua", "--state", "--flush-interval", "--handler-timeout", "--clock"):
+    for option in ("--script", "--lua", "--state", "--flush-interval", "--handler-timeout", "--clock",
+                   "add_device", "restart"):
         assert option in result.stdout
 
 
