@@ -132,7 +132,7 @@ class Hub:
         on_log: Callable[[LogRecord], None] = _print_log,
         on_event: Callable[[Event], None] | None = None,
         coverage: LineCoverage | None = None,
-        fsync: bool = True,
+        durable: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.engine = engine
@@ -146,8 +146,8 @@ class Hub:
         self.on_log = on_log
         self.on_event = on_event
         self.coverage = coverage  # records the lines driver code runs, when given
-        self._fsync = fsync
-        self.store = Store(state_dir, start_empty=start_empty, fsync=fsync)
+        self._durable = durable
+        self.store = Store(state_dir, start_empty=start_empty, durable=durable)
         self.drivers: dict[str, DriverHost | DriverRuntime] = {}
         self.packages: dict[str, DriverPackage] = {}
         self.devices: dict[str, Device] = {}
@@ -492,7 +492,7 @@ class Hub:
             self.shutdown()
         else:
             self.lose_power()
-        self.store = Store(self.state_dir, fsync=self._fsync)
+        self.store = Store(self.state_dir, durable=self._durable)
         self.devices.clear()
         self._load_devices()
         self._last_flush = self.clock.now()

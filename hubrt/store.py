@@ -52,12 +52,13 @@ class StoreError(Exception):
 class Store:
     """A hub state directory: one SQLite file holding every driver's datastore."""
 
-    def __init__(self, state_dir: Path | str, *, start_empty: bool = False, fsync: bool = True) -> None:
-        """`fsync=False` skips waiting for the disk: for throw-away stores (Lua tests), where a
-        power cut is simulated in-process and what matters is what was flushed, not the platter."""
+    def __init__(self, state_dir: Path | str, *, start_empty: bool = False, durable: bool = True) -> None:
+        """`durable=False` is for throw-away stores (Lua tests): no fsync, and the journal kept in
+        memory instead of a WAL file. A power cut there is simulated in-process (what was not
+        flushed is dropped), so the file never has to survive a real crash."""
         self.dir = Path(state_dir)
         self.path = self.dir / DB_NAME
-        self._fsync = fsync
+        self._durable = durable
         self._pending: dict[str, dict[str, str | None]] = {}
         self.closed = False
         self.moved_aside: Path | None = None
@@ -81,8 +82,8 @@ class Store:
         try:
             if existed:
                 self._check(db)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'OFF'}")
+            db.execute(f"PRAGMA journal_mode={'WAL' if self._durable else 'MEMORY'}")
+            db.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'OFF'}")
             if not existed:
                 db.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
