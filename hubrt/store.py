@@ -18,6 +18,7 @@ import fcntl
 import os
 import sqlite3
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +34,23 @@ CREATE TABLE IF NOT EXISTS datastore (
     driver TEXT NOT NULL,
     key    TEXT NOT NULL,
     value  TEXT NOT NULL,
+    crc    INTEGER NOT NULL,  -- row_crc(driver, key, value): SQLite has no checksums of its own
     PRIMARY KEY (driver, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS devices (
     id     TEXT PRIMARY KEY,
     record TEXT NOT NULL,
+    crc    INTEGER NOT NULL,  -- row_crc(id, record)
     seq    INTEGER NOT NULL
 );
 """
 
 START_EMPTY_HINT = "run again with --start-empty to move it aside and start with an empty store"
+
+
+def row_crc(*parts: str) -> int:
+    """The checksum kept beside each row, so that a flipped byte is found rather than loaded."""
+    return zlib.crc32("\x00".join(parts).encode("utf-8", "surrogatepass"))
 
 
 class StoreError(Exception):
@@ -117,10 +125,12 @@ class Store:
         """The driver's saved snapshot (durable rows, overlaid with saves not yet flushed)."""
         values: dict[str, Any] = {}
         try:
-            rows = self._db.execute("SELECT key, value FROM datastore WHERE driver = ?", (driver,)).fetchall()
+            rows = self._db.execute("SELECT key, value, crc FROM datastore WHERE driver = ?", (driver,)).fetchall()
         except sqlite3.DatabaseError as e:
             raise StoreError(self._damaged(str(e))) from None
-        for key, text in rows:
+        for key, text, crc in rows:
+            if row_crc(driver, key, text) != crc:
+                raise StoreError(self._damaged(f"driver {driver!r}, key {key!r} fails its checksum"))
             values[key] = text
         for key, text in self._pending.get(driver, {}).items():
             if text is None:
@@ -147,14 +157,15 @@ class Store:
         """Writes every saved change to disk in one transaction; durable when it returns."""
         if not self._pending:
             return
-        upserts = [(d, k, v) for d, ch in self._pending.items() for k, v in ch.items() if v is not None]
+        upserts = [(d, k, v, row_crc(d, k, v)) for d, ch in self._pending.items() for k, v in ch.items()
+                   if v is not None]
         deletes = [(d, k) for d, ch in self._pending.items() for k, v in ch.items() if v is None]
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT INTO datastore (driver, key, value) VALUES (?, ?, ?) "
-                    "ON CONFLICT (driver, key) DO UPDATE SET value = excluded.value", upserts)
+                    "INSERT INTO datastore (driver, key, value, crc) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (driver, key) DO UPDATE SET value = excluded.value, crc = excluded.crc", upserts)
                 self._db.executemany("DELETE FROM datastore WHERE driver = ? AND key = ?", deletes)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -168,12 +179,13 @@ class Store:
     # -- device records (hub data: written through at once) --------------------
 
     def put_device(self, device_id: str, record: dict) -> None:
+        text = orjson.dumps(record).decode()
         try:  # one statement: atomic and durable on its own
             self._db.execute(
-                "INSERT INTO devices (id, record, seq) VALUES (?, ?, "
+                "INSERT INTO devices (id, record, crc, seq) VALUES (?, ?, ?, "
                 "(SELECT COALESCE(MAX(seq), 0) + 1 FROM devices)) "
-                "ON CONFLICT (id) DO UPDATE SET record = excluded.record",
-                (device_id, orjson.dumps(record).decode()))
+                "ON CONFLICT (id) DO UPDATE SET record = excluded.record, crc = excluded.crc",
+                (device_id, text, row_crc(device_id, text)))
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: could not write device {device_id}: {e}") from None
 
@@ -187,10 +199,12 @@ class Store:
         """Every device record, in the order the devices were added."""
         records = []
         try:
-            rows = self._db.execute("SELECT id, record FROM devices ORDER BY seq").fetchall()
+            rows = self._db.execute("SELECT id, record, crc FROM devices ORDER BY seq").fetchall()
         except sqlite3.DatabaseError as e:
             raise StoreError(self._damaged(str(e))) from None
-        for device_id, text in rows:
+        for device_id, text, crc in rows:
+            if row_crc(device_id, text) != crc:
+                raise StoreError(self._damaged(f"device {device_id!r} fails its checksum"))
             try:
                 records.append(orjson.loads(text))
             except orjson.JSONDecodeError as e:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from hubrt.store import APPLICATION_ID, DB_NAME, SCHEMA_VERSION, Store, StoreError
+from hubrt.store import APPLICATION_ID, DB_NAME, SCHEMA_VERSION, Store, StoreError, row_crc
 
 
 @dataclass
@@ -36,13 +36,13 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
 def _read_rows(db: sqlite3.Connection, salvage: Salvage) -> None:
     """Every datastore row that can be read, stepping by primary key past what cannot."""
     try:
-        rows = db.execute("SELECT driver, key, value FROM datastore").fetchall()
+        rows = db.execute("SELECT driver, key, value, crc FROM datastore").fetchall()
     except sqlite3.DatabaseError as e:
         salvage.problems.append(f"the datastore table cannot be read in one go ({e}); reading row by row")
         rows, last = [], ("", "")
         while True:
             try:
-                row = db.execute("SELECT driver, key, value FROM datastore WHERE (driver, key) > (?, ?) "
+                row = db.execute("SELECT driver, key, value, crc FROM datastore WHERE (driver, key) > (?, ?) "
                                  "ORDER BY driver, key LIMIT 1", last).fetchone()
             except sqlite3.DatabaseError as e2:
                 salvage.problems.append(f"stopped reading after driver {last[0]!r}, key {last[1]!r}: {e2}")
@@ -51,7 +51,10 @@ def _read_rows(db: sqlite3.Connection, salvage: Salvage) -> None:
                 break
             rows.append(row)
             last = (row[0], row[1])
-    for driver, key, text in rows:
+    for driver, key, text, crc in rows:
+        if row_crc(driver, key, text) != crc:
+            salvage.problems.append(f"driver {driver!r}, key {key!r}: fails its checksum; it cannot be saved")
+            continue
         try:
             orjson.loads(text)
         except (orjson.JSONDecodeError, TypeError) as e:
@@ -62,11 +65,14 @@ def _read_rows(db: sqlite3.Connection, salvage: Salvage) -> None:
 
 def _read_devices(db: sqlite3.Connection, salvage: Salvage) -> None:
     try:
-        rows = db.execute("SELECT id, record FROM devices ORDER BY seq").fetchall()
+        rows = db.execute("SELECT id, record, crc FROM devices ORDER BY seq").fetchall()
     except sqlite3.DatabaseError as e:
         salvage.problems.append(f"the device records cannot be read ({e})")
         return
-    for device_id, text in rows:
+    for device_id, text, crc in rows:
+        if row_crc(device_id, text) != crc:
+            salvage.problems.append(f"device {device_id!r}: fails its checksum; it cannot be saved")
+            continue
         try:
             salvage.devices.append(orjson.loads(text))
         except orjson.JSONDecodeError as e:

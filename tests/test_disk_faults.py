@@ -83,7 +83,7 @@ def test_store_check_and_recover(tmp_path):
     db.close()
     damaged = (tmp_path / "hub.db").read_bytes()
     result = hubrt("store", "check", "--state", str(tmp_path))
-    assert result.returncode == 1 and "'switched': not valid JSON" in result.stdout
+    assert result.returncode == 1 and "'switched': fails its checksum" in result.stdout
     assert (tmp_path / "hub.db").read_bytes() == damaged, "check changes nothing"
     result = hubrt("store", "recover", "--state", str(tmp_path), check=True)
     assert "lost: driver 'virtual-dimmer', key 'switched'" in result.stdout

@@ -4,8 +4,10 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
 
 from conftest import ROOT, hubrt
+from hubrt.store import row_crc
 
 SEED = str(ROOT / "drivers" / "examples" / "seed_datastore.lua")
 
@@ -43,7 +45,7 @@ def test_garbage_file(tmp_path):
 def test_truncated_file(tmp_path):
     db = make_store(tmp_path)
     with sqlite3.connect(db) as conn:  # enough rows to span several pages
-        conn.executemany("INSERT INTO datastore VALUES ('filler', ?, ?)",
+        conn.executemany("INSERT INTO datastore VALUES ('filler', ?, ?, 0)",
                          [(f"k{i}", '"' + "x" * 200 + '"') for i in range(200)])
     conn.close()
     data = db.read_bytes()
@@ -63,13 +65,30 @@ def test_store_from_a_newer_hubrt(tmp_path):
     assert_refused(tmp_path, db, db.read_bytes(), "newer hubrt")
 
 
-def test_invalid_json_in_a_row_names_driver_and_key(tmp_path):
+@pytest.mark.parametrize("fix_checksum, expected", [
+    (True, "does not hold valid JSON"),  # written by a buggy program that kept the checksum right
+    (False, "fails its checksum"),       # edited by hand, or a flipped byte
+])
+def test_bad_row_names_driver_and_key(tmp_path, fix_checksum, expected):
     db = make_store(tmp_path)
-    sql(db, "UPDATE datastore SET value = '{broken' WHERE key = 'multi_nested_table'")
+    crc = row_crc("seed_datastore", "multi_nested_table", "{broken") if fix_checksum else 12345
+    sql(db, f"UPDATE datastore SET value = '{{broken', crc = {crc} WHERE key = 'multi_nested_table'")
     result = hubrt("lua", SEED, "--state", str(tmp_path))
     assert result.returncode == 2
     assert "'seed_datastore'" in result.stderr and "'multi_nested_table'" in result.stderr
+    assert expected in result.stderr
     assert sql(db, "SELECT value FROM datastore") == [("{broken",)], "nothing overwritten"
+
+
+def test_a_flipped_byte_in_a_saved_value_is_found(tmp_path):
+    db = make_store(tmp_path)
+    data = bytearray(db.read_bytes())
+    at = data.find(b'"deeper"')
+    assert at > 0
+    data[at + 2] ^= 0x01  # "deeper" -> "dfeper": still valid JSON, and wrong
+    db.write_bytes(bytes(data))
+    result = hubrt("store", "show", "--state", str(tmp_path))
+    assert result.returncode == 2 and "fails its checksum" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_bit_flips_are_caught_or_harmless(tmp_path):
