@@ -90,6 +90,15 @@ def _clash(path: str, number: Any) -> Rejected:
     return Rejected(f'{path}: keys {text} and "{text}" would both be saved as "{text}"')
 
 
+def _not_utf8(what: str) -> Rejected:
+    return Rejected(f"{what} is a string that is not valid UTF-8; base64-encode binary data before storing it")
+
+
+def _sequence_warning(path: str) -> tuple[str, str, str]:
+    return (path, "keys", f"{path}: number keys of a table that is not a 1..n sequence "
+                          "come back as string keys after a restart")
+
+
 def _is_utf8(s: bytes) -> bool:
     if s.isascii():
         return True
@@ -230,8 +239,7 @@ class Node:
         tk = type(k)
         if tk is bytes:
             if not _is_utf8(k):
-                raise Rejected(f"a key of {path} is a string that is not valid UTF-8; "
-                               "base64-encode binary data before storing it")
+                raise _not_utf8(f"a key of {path}")
             return k
         if tk is int or tk is float:
             return k
@@ -257,8 +265,7 @@ class Node:
                 warnings.append((path, "keys", f"{path}: number keys of the datastore itself come back as "
                                                "string keys after a restart"))
         elif shape[0] and not _is_sequence(shape):
-            warnings.append((path, "keys", f"{path}: number keys of a table that is not a 1..n sequence "
-                                           "come back as string keys after a restart"))
+            warnings.append(_sequence_warning(path))
         return shape
 
     def _shape_changed(self, shape: Shape, key: Any, change: int) -> Shape:
@@ -366,7 +373,7 @@ class Datastore:
             where=state.helpers.where,
         )))
         self.root = Node(self, None, None, None)
-        self.root_view, self.root.backing = self.api.make_root(self.root.write, self.root.id)
+        _, self.root.backing = self.api.make_root(self.root.write, self.root.id)
         self.load()
         state.preload("datastore", state.runtime.eval(b"function(m) return function() return m end end")(
             self.api.module))
@@ -378,8 +385,7 @@ class Datastore:
         tv = type(v)
         if tv is bytes:
             if not _is_utf8(v):
-                raise Rejected(f"{at} is a string that is not valid UTF-8; "
-                               "base64-encode binary data before storing it")
+                raise _not_utf8(at)
         elif tv is float:
             if v != v or math.isinf(v):
                 warnings.append((at, "nan", f"{at} = {_show_value(v)} comes back as nil after a restart "
@@ -411,8 +417,7 @@ class Datastore:
             tk = type(k)
             if tk is bytes:
                 if not (k.isascii() or _is_utf8(k)):
-                    raise Rejected(f"a key of {at} is a string that is not valid UTF-8; "
-                                   "base64-encode binary data before storing it")
+                    raise _not_utf8(f"a key of {at}")
             elif tk is not int and tk is not float:
                 raise Rejected(UNSUPPORTED.format(self.api.describe_bad_key(t).decode("utf-8", "replace"))
                                + f" (a key of {at}; JSON keys are strings)")
@@ -430,8 +435,7 @@ class Datastore:
             for k in keys:
                 if type(k) is not bytes and key_text(k) in present:
                     raise _clash(at, k)
-            warnings.append((at, "keys", f"{at}: number keys of a table that is not a 1..n sequence "
-                                         "come back as string keys after a restart"))
+            warnings.append(_sequence_warning(at))
         return _Plan(t, children, shape)
 
     def build(self, plan: _Plan, parent: Node, key: Any) -> Any:
