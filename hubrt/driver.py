@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from hubrt.bridge import DriverBridge
 from hubrt.datastore import Datastore
-from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, LuaState
+from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, LuaFailure, LuaState
 from hubrt.package import DriverPackage
 from hubrt.store import Store
 
@@ -77,14 +77,14 @@ class DriverHost(DriverRuntime):
         if hub.coverage is not None:
             hub.coverage.track(self.state)
 
-    def _outcome(self, result: Any) -> Outcome:
-        if not isinstance(result, tuple):
-            result = (result,)
-        if result[0] is True:
-            return Outcome("ok", values=result[1:])
-        _, kind, message, traceback = result
-        text = lambda b: b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b or "")  # noqa: E731
-        return Outcome(text(kind), text(message), self.state.driver_frames(text(traceback)))
+    def _protected(self, helper: Any, *args: Any) -> Outcome:
+        try:
+            return Outcome("ok", values=self.state.protected(helper, *args))
+        except LuaFailure as e:
+            return Outcome(e.kind, e.message, e.traceback)
+
+    def _running(self, outcome: Outcome) -> bool:
+        return outcome.ok and outcome.values == (self.state.helpers.RUNNING,)
 
     def start(self) -> Outcome:
         """Runs src/init.lua until driver:run() hands control to the hub."""
@@ -92,11 +92,10 @@ class DriverHost(DriverRuntime):
         chunk, err = self.state.compile_file(path)
         if chunk is None:
             return Outcome("syntax", err)
-        result = self.state.helpers.start_main(chunk)
-        if result == b"running":
+        outcome = self._protected(self.state.helpers.start_main, chunk)
+        if self._running(outcome):
             self.running = True
             return Outcome("ok")
-        outcome = self._outcome(result)
         if outcome.ok:
             return Outcome("exit", f"{path.name} ended without calling driver:run()")
         if outcome.kind == "error":
@@ -108,17 +107,10 @@ class DriverHost(DriverRuntime):
         if not self.running:
             return Outcome("ok")
         self.running = False
-        result = self.state.helpers.resume_main()
-        return Outcome("ok") if result == b"running" else self._outcome(result)
+        outcome = self._protected(self.state.helpers.resume_main)
+        return Outcome("ok") if self._running(outcome) else outcome
 
     def call(self, timeout: float, name: str, method: str, *args: Any) -> Outcome:
         """Calls a dispatch method of the driver object under a deadline."""
         fn = self.lua_driver[method.encode()]
-        try:
-            result = self.state.helpers.dispatch(timeout, name.encode(), fn, self.lua_driver, *args)
-        except self.state.lupa.LuaMemoryError:
-            result = (False, b"memory", b"not enough memory: the driver's Lua state reached its memory cap", b"")
-        outcome = self._outcome(result)
-        if outcome.kind == "memory":
-            self.state.helpers.collect_garbage()
-        return outcome
+        return self._protected(self.state.helpers.dispatch, timeout, name.encode(), fn, self.lua_driver, *args)

@@ -36,6 +36,10 @@ def _deny_attributes(obj: Any, name: Any, is_setting: bool) -> Any:
     raise AttributeError("Python objects are not accessible from driver code")
 
 
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+
+
 def lua_functions(table: Any) -> SimpleNamespace:
     """The functions of a Lua table as Python attributes.
 
@@ -162,20 +166,23 @@ class LuaState:
 
     def call(self, fn: Any, *args: Any) -> tuple:
         """Calls a Lua function under the sandbox's error handling."""
+        return self.protected(self.helpers.protected_call, fn, *args)
+
+    def protected(self, helper: Any, *args: Any) -> tuple:
+        """Calls a sandbox helper that answers like protected_call (true, results... or
+        false, kind, message, traceback); returns the results or raises LuaFailure."""
         try:
-            result = self.helpers.protected_call(fn, *args)
+            result = helper(*args)
         except self.lupa.LuaMemoryError:
-            self.helpers.collect_garbage()
-            raise LuaFailure("memory", "not enough memory: the driver's Lua state reached its memory cap") from None
+            result = (False, b"memory", b"not enough memory: the driver's Lua state reached its memory cap", b"")
         if not isinstance(result, tuple):
             result = (result,)
         if result[0] is True:
             return result[1:]
-        _, kind, message, traceback = result
-        if kind == b"memory":
+        _, kind, message, traceback = (_text(part) for part in result)
+        if kind == "memory":  # the garbage stays until the next cycle
             self.helpers.collect_garbage()
-        raise LuaFailure(kind.decode(), message.decode("utf-8", "replace"),
-                         self.driver_frames(traceback.decode("utf-8", "replace")))
+        raise LuaFailure(kind, message, self.driver_frames(traceback))
 
     @staticmethod
     def driver_frames(traceback: str) -> str:

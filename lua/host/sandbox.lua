@@ -314,6 +314,9 @@ end
 -- The driver's main chunk runs as a coroutine: driver:run() yields it back
 -- to the hub, and the hub resumes it at shutdown so that run() returns.
 local main
+-- What start_main and resume_main return (after true) while driver:run() holds the main chunk.
+local RUNNING = "hubrt: the main chunk is inside driver:run()"
+helpers.RUNNING = RUNNING
 function helpers.start_main(f)
   main = coroutine.create(function() return helpers.protected_call(f) end)
   if coverage then set_hook(main) end
@@ -323,7 +326,7 @@ end
 function helpers.resume_main()
   local function after(ok, ...)
     if not ok then return false, "error", tostring((...)), "" end
-    if coroutine.status(main) == "suspended" then return "running" end
+    if coroutine.status(main) == "suspended" then return true, RUNNING end
     return ...
   end
   return after(coroutine.resume(main))
