@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from hubrt.datastore import key_text
+from hubrt.engine import as_text
 
 if TYPE_CHECKING:
     from hubrt.driver import DriverHost
@@ -46,10 +47,6 @@ def to_lua(runtime: Any, obj: Any) -> Any:
     return obj
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if type(value) is bytes else str(value)
-
-
 class Bridge:
     """What every Lua state running hubrt's modules gets: logging, capabilities, JSON."""
 
@@ -74,20 +71,20 @@ class Bridge:
         return self.state.table(**self.functions())
 
     def log(self, level: bytes, text: bytes) -> None:
-        self._log(_text(level), _text(text))
+        self._log(as_text(level), as_text(text))
 
     def check_event(self, cap_id: bytes, attribute: bytes, value: Any, unit: Any) -> Any:
         problem = self.catalogue.check_event(
-            _text(cap_id), _text(attribute), to_python(value, self.lua_type),
+            as_text(cap_id), as_text(attribute), to_python(value, self.lua_type),
             None if unit is None else to_python(unit, self.lua_type))
         return problem.encode() if problem else None
 
     def capability_definition(self, cap_id: bytes) -> Any:
-        cap = _text(cap_id)
+        cap = as_text(cap_id)
         return to_lua(self.runtime, self.catalogue[cap]) if cap in self.catalogue else None
 
     def unknown_capability(self, cap_id: bytes) -> bytes:
-        cap = _text(cap_id)
+        cap = as_text(cap_id)
         return (f"unknown capability {cap!r}" + self.catalogue.suggestion(cap)).encode()
 
     def json_encode(self, value: Any) -> Any:
@@ -132,7 +129,7 @@ class DriverBridge(Bridge):
         return self.runtime.table_from([d.id.encode() for d in self.hub.devices_of(self.driver.name)])
 
     def device_info(self, device_id: bytes) -> Any:
-        device = self.hub.devices.get(_text(device_id))
+        device = self.hub.devices.get(as_text(device_id))
         if device is None or device.driver != self.driver.name:
             return None
         profile = self.driver.package.profiles[device.profile]
@@ -152,16 +149,17 @@ class DriverBridge(Bridge):
         return (None, problem.encode()) if problem else True
 
     def timer_start(self, seconds: float, repeating: bool, name: Any) -> int:
-        return self.hub.start_timer(self.driver, float(seconds), bool(repeating), _text(name) if name else None)
+        return self.hub.start_timer(self.driver, float(seconds), bool(repeating), as_text(name) if name else None)
 
     def timer_cancel(self, timer_id: int) -> None:
         self.hub.cancel_timer(timer_id)
 
     def emit(self, device_id: bytes, component: bytes, capability: bytes, attribute: bytes, value: Any,
              unit: Any, state_change: bool) -> None:
-        self.hub.record_event(self.driver, _text(device_id), _text(component), _text(capability), _text(attribute),
-                              to_python(value, self.lua_type), None if unit is None else _text(unit),
+        self.hub.record_event(self.driver, as_text(device_id), as_text(component), as_text(capability),
+                              as_text(attribute), to_python(value, self.lua_type),
+                              None if unit is None else as_text(unit),
                               bool(state_change))
 
     def set_online(self, device_id: bytes, online: bool) -> None:
-        self.hub.set_online(_text(device_id), bool(online))
+        self.hub.set_online(as_text(device_id), bool(online))

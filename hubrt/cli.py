@@ -187,8 +187,11 @@ def store_recover(state_dir: Path) -> None:
                f"the damaged file is kept as {aside}")
 
 
-@main.command("run", epilog="\b\n" + prompt_help().replace("Steps (the same as in a --script file):",
-                                                                "Scenario steps (YAML list in --script, or typed at the prompt):"))
+_STEPS_HELP = "\b\n" + prompt_help().replace("Steps (the same as in a --script file):",
+                                              "Scenario steps (YAML list in --script, or typed at the prompt):")
+
+
+@main.command("run", epilog=_STEPS_HELP)
 @click.argument("drivers", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--script", type=click.Path(exists=True, dir_okay=False, path_type=Path),

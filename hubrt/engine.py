@@ -36,7 +36,8 @@ def _deny_attributes(obj: Any, name: Any, is_setting: bool) -> Any:
     raise AttributeError("Python objects are not accessible from driver code")
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A string from Lua (bytes, as the states use encoding=None) as text; nil as ""."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
 
 
@@ -179,7 +180,7 @@ class LuaState:
             result = (result,)
         if result[0] is True:
             return result[1:]
-        _, kind, message, traceback = (_text(part) for part in result)
+        _, kind, message, traceback = (as_text(part) for part in result)
         if kind == "memory":  # the garbage stays until the next cycle
             self.helpers.collect_garbage()
         raise LuaFailure(kind, message, self.driver_frames(traceback))

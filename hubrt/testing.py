@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hubrt.bridge import Bridge, _text, to_lua, to_python
+from hubrt.bridge import Bridge, to_lua, to_python
 from hubrt.capabilities import Catalogue
 from hubrt.coverage import LineCoverage
-from hubrt.engine import LuaFailure, LuaState
+from hubrt.engine import LuaFailure, LuaState, as_text
 from hubrt.hub import HandlerError, Hub, LogRecord
 from hubrt.inputs import InputError
 from hubrt.package import load_package
@@ -90,7 +90,7 @@ class TestBridge(Bridge):
     # -- declaring -----------------------------------------------------------
 
     def declare(self, name: bytes, fn: Any, line: int, skip: Any) -> None:
-        self.tests.append(DeclaredTest(_text(name), int(line), _text(skip) if skip else None, fn))
+        self.tests.append(DeclaredTest(as_text(name), int(line), as_text(skip) if skip else None, fn))
 
     def declare_setup(self, fn: Any) -> None:
         self.setups.append(fn)
@@ -111,33 +111,33 @@ class TestBridge(Bridge):
         return device.id.encode()
 
     def remove_device(self, ref: bytes) -> None:
-        self.hub.remove_device(_text(ref))
+        self.hub.remove_device(as_text(ref))
 
     def update_device(self, ref: bytes, opts: Any) -> None:
         o = self._py(opts) or {}
-        self.hub.update_device(_text(ref), label=o.get("label"), preferences=o.get("preferences"))
+        self.hub.update_device(as_text(ref), label=o.get("label"), preferences=o.get("preferences"))
 
     def command(self, ref: bytes, capability: bytes, command: bytes, args: Any, component: Any) -> None:
-        self.hub.command(_text(ref), _text(capability), _text(command), self._py(args),
-                         component=_text(component) if component else "main")
+        self.hub.command(as_text(ref), as_text(capability), as_text(command), self._py(args),
+                         component=as_text(component) if component else "main")
 
     def lifecycle(self, ref: bytes, event: bytes) -> None:
-        self.hub.send_lifecycle(_text(ref), _text(event))
+        self.hub.send_lifecycle(as_text(ref), as_text(event))
 
     def discover(self, driver: Any) -> None:
-        self.hub.discover(_text(driver) if driver else self.driver_name)
+        self.hub.discover(as_text(driver) if driver else self.driver_name)
 
     def advance(self, seconds: float) -> None:
         self.hub.advance(float(seconds))
 
     def restart(self, kind: bytes) -> None:
-        self.hub.restart(_text(kind))
+        self.hub.restart(as_text(kind))
 
     def flush(self) -> None:
         self.hub.flush()
 
     def events(self, ref: Any) -> Any:
-        device = self.hub.device(_text(ref)).id if ref else None
+        device = self.hub.device(as_text(ref)).id if ref else None
         return self._lua([{"device": e.device, "device_id": e.device_id, "component": e.component,
                            "capability": e.capability, "attribute": e.attribute, "value": e.value, "unit": e.unit,
                            "state_change": e.state_change, "time": e.time}
@@ -147,29 +147,29 @@ class TestBridge(Bridge):
         self.hub.events.clear()
 
     def logs(self, level: Any) -> Any:
-        wanted = _text(level) if level else None
+        wanted = as_text(level) if level else None
         return self._lua([{"level": r.level, "text": r.text, "device": r.device, "driver": r.driver}
                           for r in self.hub.logs if wanted is None or r.level == wanted])
 
     def datastore(self, driver: Any) -> Any:
-        return self._lua(self.hub.store.load(_text(driver) if driver else self.driver_name))
+        return self._lua(self.hub.store.load(as_text(driver) if driver else self.driver_name))
 
     def device(self, ref: bytes) -> Any:
-        d = self.hub.device(_text(ref))
+        d = self.hub.device(as_text(ref))
         return self._lua({"id": d.id, "label": d.label, "profile": d.profile, "preferences": d.preferences,
                           "online": d.online, "driver": d.driver, "device_network_id": d.network_id})
 
     def _device_data(self, ref: bytes) -> dict:
-        d = self.hub.device(_text(ref))
+        d = self.hub.device(as_text(ref))
         return self.hub.store.load(d.driver).get("__" + d.id) or {}
 
     def field(self, ref: bytes, name: bytes) -> Any:
-        return self._lua(self._device_data(ref).get(_text(name)))
+        return self._lua(self._device_data(ref).get(as_text(name)))
 
     def state_of(self, ref: bytes, capability: bytes, attribute: bytes, component: Any) -> Any:
         cache = self._device_data(ref).get("__state_cache", {})
-        entry = cache.get(_text(component) if component else "main", {}).get(_text(capability), {})
-        return self._lua((entry.get(_text(attribute)) or {}).get("value"))
+        entry = cache.get(as_text(component) if component else "main", {}).get(as_text(capability), {})
+        return self._lua((entry.get(as_text(attribute)) or {}).get("value"))
 
     def fatal_errors(self, on: bool) -> None:
         self.hub.fatal_handler_errors = bool(on)
