@@ -275,6 +275,11 @@ class Hub:
         known = ", ".join(repr(d.label) for d in self.devices.values()) or "none"
         raise HubError(f"no device {ref!r} (devices: {known})")
 
+    def saved_device_data(self, ref: str) -> dict:
+        """A device's persisted data (the seed's `"__" .. id` table) as its driver last saved it."""
+        device = self.device(ref)
+        return self.store.load(device.driver).get("__" + device.id) or {}
+
     def _save_device(self, device: Device) -> None:
         record = asdict(device)
         self.store.put_device(device.id, record)

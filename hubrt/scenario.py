@@ -250,10 +250,6 @@ class Runner:
     def _datastore(self, driver: str | None) -> dict:
         return self.hub.store.load(self._only_driver(driver))
 
-    def _device_data(self, device: str) -> dict:
-        d = self.hub.device(str(device))
-        return self._datastore(d.driver).get("__" + d.id) or {}
-
     def do_print(self, what, target=None):
         if what == "datastore":
             self.out(_json(self._datastore(target)))
@@ -267,7 +263,7 @@ class Runner:
         else:
             if target is None:
                 raise ScenarioError("print state needs a device")
-            self.out(_json(self._device_data(target).get("__state_cache", {})))
+            self.out(_json(self.hub.saved_device_data(target).get("__state_cache", {})))
 
     def do_assert(self, equals, device=None, state=None, field=None, driver=None, datastore=None,
                   component="main"):
@@ -278,10 +274,11 @@ class Runner:
             raise ScenarioError("assert with state or field needs a device")
         elif state is not None:
             cap, _, attr = str(state).partition(".")
-            entry = _lookup(self._device_data(device), f"__state_cache.{component}.{cap}.{attr}", f"{device} state")
+            entry = _lookup(self.hub.saved_device_data(device), f"__state_cache.{component}.{cap}.{attr}",
+                            f"{device} state")
             actual, what = entry.get("value"), f"{device} {state}"
         else:
-            actual = _lookup(self._device_data(device), str(field), f"{device} field")
+            actual = _lookup(self.hub.saved_device_data(device), str(field), f"{device} field")
             what = f"{device} field {field}"
         if actual != equals:
             raise AssertionFailed(f"{what} is {actual!r}, expected {equals!r}")

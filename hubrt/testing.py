@@ -159,15 +159,11 @@ class TestBridge(Bridge):
         return self._lua({"id": d.id, "label": d.label, "profile": d.profile, "preferences": d.preferences,
                           "online": d.online, "driver": d.driver, "device_network_id": d.network_id})
 
-    def _device_data(self, ref: bytes) -> dict:
-        d = self.hub.device(as_text(ref))
-        return self.hub.store.load(d.driver).get("__" + d.id) or {}
-
     def field(self, ref: bytes, name: bytes) -> Any:
-        return self._lua(self._device_data(ref).get(as_text(name)))
+        return self._lua(self.hub.saved_device_data(as_text(ref)).get(as_text(name)))
 
     def state_of(self, ref: bytes, capability: bytes, attribute: bytes, component: Any) -> Any:
-        cache = self._device_data(ref).get("__state_cache", {})
+        cache = self.hub.saved_device_data(as_text(ref)).get("__state_cache", {})
         entry = cache.get(as_text(component) if component else "main", {}).get(as_text(capability), {})
         return self._lua((entry.get(as_text(attribute)) or {}).get("value"))
 
