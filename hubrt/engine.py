@@ -5,11 +5,20 @@ object it sees. A driver is untrusted code, so every state made here is locked
 down: strings cross as bytes (`encoding=None`; non-UTF-8 data stays data),
 Python attributes are unreachable, and driver code runs in an environment
 table built by `lua/host/sandbox.lua` that holds only safe library functions.
+
+Compiling Lua source is the largest part of making a state (a test run makes
+two per test), so every chunk compiled here -- hubrt's own modules and the
+driver's files alike -- is compiled from source once per process and engine,
+and loaded from the bytecode of that compilation afterwards. Only the host
+loads bytecode, and only bytecode it made itself from text: driver code's own
+`load` stays text-only, and `string.dump` is removed from its reach.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -59,8 +68,13 @@ def _lupa_module(engine: str):
         raise ValueError(f"unknown Lua engine {engine!r}; choose one of: {', '.join(ENGINES)}") from None
 
 
+@functools.cache
 def _host_source(name: str) -> bytes:
     return (LUA_DIR / "host" / name).read_bytes()
+
+
+# (engine, chunk name, source) -> bytecode that the host compiled from that source
+_BYTECODE: dict[tuple[str, bytes, bytes], bytes] = {}
 
 
 @dataclass
@@ -76,27 +90,31 @@ class ModuleFinder:
             return None, f"module '{name}' not found: not a valid module name", False
         if parts[0] == "host":
             return None, f"module '{name}' not found: host modules are not available to drivers", False
-        rel = Path(*parts)
+        rel = os.path.join(*parts)
         tried = []
-        roots = [(LUA_DIR, "[hubrt]")]
+        roots = [(str(LUA_DIR), "[hubrt]")]
         if self.driver_src is not None:
-            roots.append((self.driver_src, None))
+            roots.append((str(self.driver_src), None))
         for root, label in roots:
-            for candidate in (rel.with_suffix(".lua"), rel / "init.lua"):
-                path = root / candidate
-                tried.append(str(path))
-                if path.is_file():
-                    shown = f"{label}/{candidate.as_posix()}" if label else display_path(path)
-                    return path.read_bytes(), "@" + shown, label is not None
+            for candidate in (rel + ".lua", os.path.join(rel, "init.lua")):
+                path = os.path.join(root, candidate)
+                tried.append(path)
+                if os.path.isfile(path):
+                    shown = f"{label}/{Path(candidate).as_posix()}" if label else display_path(Path(path))
+                    with open(path, "rb") as f:
+                        return f.read(), "@" + shown, label is not None
         return None, f"module '{name}' not found:\n\tno file " + "\n\tno file ".join(tried), False
 
 
 def display_path(path: Path) -> str:
     """The path as a driver author would type it: relative to the working directory when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    return _display_path(str(path), os.getcwd())
+
+
+@functools.lru_cache(maxsize=1024)
+def _display_path(path: str, cwd: str) -> str:
+    full, here = os.path.realpath(path), os.path.realpath(cwd)
+    return os.path.relpath(full, here) if full.startswith(here + os.sep) else path
 
 
 class LuaState:
@@ -125,11 +143,11 @@ class LuaState:
         )
         if interruptible and engine == "luajit":
             self.runtime.execute(b"jit.off()")
+        self._load, self._dump = self.runtime.execute(b"return load, string.dump")
         self._finder = ModuleFinder(driver_src)
         host = self.table(
             print=lambda line: print_line(line.decode("utf-8", "replace")),
             find_module=self._find_module,
-            explain_syntax_error=self._explain_syntax_error,
             compat53=self.host_chunk("compat53.lua"),
         )
         self.env, helpers = self.host_chunk("sandbox.lua")(host)
@@ -139,7 +157,24 @@ class LuaState:
 
     def host_chunk(self, name: str):
         """Compiles a privileged chunk from lua/host/ (it runs with the real globals)."""
-        return self.runtime.execute(b"return load(...)", _host_source(name), b"@[hubrt]/host/" + name.encode())
+        chunk, err = self.compile(_host_source(name), b"@[hubrt]/host/" + name.encode(), privileged=True)
+        if chunk is None:
+            raise RuntimeError(err.decode("utf-8", "replace"))
+        return chunk
+
+    def compile(self, src: bytes, chunkname: bytes, *, privileged: bool = False) -> tuple[Any, bytes | None]:
+        """(function, None) or (None, the syntax error). Driver code gets the
+        sandbox environment; a privileged chunk gets the real globals."""
+        env = () if privileged else (self.env,)
+        key = (self.engine, chunkname, src)
+        bytecode = _BYTECODE.get(key)
+        if bytecode is not None:
+            return self._load(bytecode, chunkname, b"b", *env), None
+        result = self._load(src, chunkname, b"t", *env)
+        if isinstance(result, tuple):
+            return None, result[1]
+        _BYTECODE[key] = self._dump(result)
+        return result, None
 
     def table(self, **fields: Any):
         return self.runtime.table_from({k.encode(): v for k, v in fields.items()})
@@ -153,7 +188,7 @@ class LuaState:
     def compile_file(self, path: Path) -> tuple[Any, str]:
         """(chunk, "") or (None, the syntax error) for a Lua file of driver code."""
         src = path.read_bytes()
-        chunk, err = self.helpers.compile(src, ("@" + display_path(path)).encode())
+        chunk, err = self.compile(src, ("@" + display_path(path)).encode())
         if chunk is None:
             return None, self._explain_syntax_error(err, src).decode("utf-8", "replace")
         return chunk, ""
@@ -197,8 +232,14 @@ class LuaState:
     # -- callbacks from Lua ----------------------------------------------
 
     def _find_module(self, name: bytes):
+        """(compiled module, None, "runtime" or "driver") or (None, why not, "missing" or "syntax")."""
         src, where, is_runtime = self._finder.find(name.decode("utf-8", "replace"))
-        return src, where.encode(), is_runtime
+        if src is None:
+            return None, where.encode(), b"missing"
+        chunk, err = self.compile(src, where.encode())
+        if chunk is None:
+            return None, self._explain_syntax_error(err, src), b"syntax"
+        return chunk, None, b"runtime" if is_runtime else b"driver"
 
     def _explain_syntax_error(self, err: bytes, src: bytes) -> bytes:
         """Under LuaJIT, says so when the failing code is valid Lua 5.3."""

@@ -7,6 +7,7 @@ to change, never a traceback.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,15 @@ class DriverPackage:
 
 def _fingerprint(path: Path) -> tuple:
     """What a package's metadata was read from: file names and modification times."""
-    files = [path / "config.yml", *sorted((path / "profiles").glob("*")), *sorted((path / "capabilities").glob("*"))]
-    return tuple((str(f), f.stat().st_mtime_ns) for f in files if f.is_file())
+    found = []
+    for folder in ("", "profiles", "capabilities"):
+        try:
+            with os.scandir(os.path.join(path, folder)) as entries:
+                found += [(e.path, e.stat().st_mtime_ns) for e in entries
+                          if (folder or e.name == "config.yml") and e.is_file()]
+        except OSError:  # no such folder
+            pass
+    return tuple(sorted(found))
 
 
 _cache: dict[tuple, DriverPackage] = {}
@@ -65,7 +73,7 @@ _cache: dict[tuple, DriverPackage] = {}
 def load_package(path: Path | str, standard: Catalogue) -> DriverPackage:
     """Reads and checks a driver package (cached until its files change: tests install one package often)."""
     path = Path(path)
-    key = (path.resolve(), id(standard), _fingerprint(path)) if path.is_dir() else None
+    key = (os.path.realpath(path), id(standard), _fingerprint(path)) if path.is_dir() else None
     if key in _cache:
         return _cache[key]
     package = _read_package(path, standard)

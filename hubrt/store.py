@@ -92,10 +92,11 @@ class Store:
                 self._check(db)
             db.execute(f"PRAGMA journal_mode={'WAL' if self._durable else 'MEMORY'}")
             db.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'OFF'}")
-            if not existed:
-                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            db.executescript(_SCHEMA)
+            if existed:
+                db.executescript(_SCHEMA)
+            else:  # one transaction: a new store is written whole or not at all
+                db.executescript(f"BEGIN; PRAGMA application_id={APPLICATION_ID}; "
+                                 f"PRAGMA user_version={SCHEMA_VERSION}; {_SCHEMA} COMMIT;")
         except sqlite3.DatabaseError as e:
             db.close()
             raise StoreError(self._damaged(str(e))) from None

@@ -11,7 +11,11 @@ runs pytest.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +30,21 @@ from hubrt.inputs import InputError
 from hubrt.package import load_package
 
 _POSITION = re.compile(r"^(?P<file>[^\s:][^:]*\.lua):(?P<line>\d+): ", re.M)
+_RAM_DISK, _RAM_DISK_ROOM = "/dev/shm", 512 * 1024 * 1024
+
+
+@functools.cache
+def _scratch() -> str:
+    """Where this process keeps its tests' throw-away stores: in memory (/dev/shm) when it has room,
+    since they are never meant to outlive the test; removed when the process ends."""
+    try:
+        vfs = os.statvfs(_RAM_DISK)
+        on_ram = vfs.f_bavail * vfs.f_frsize >= _RAM_DISK_ROOM and os.access(_RAM_DISK, os.W_OK)
+    except OSError:
+        on_ram = False
+    root = tempfile.mkdtemp(prefix="hubrt-tests-", dir=_RAM_DISK if on_ram else None)
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
 
 
 def package_of(test_file: Path) -> Path | None:
@@ -62,8 +81,7 @@ class TestBridge(Bridge):
         super().__init__(state, catalogue, lambda level, text: out(f"[test {level}] {text}"))
         self.hub: Hub | None = None
         self.driver_name = ""
-        self.tests: list[DeclaredTest] = []
-        self.setups: list[Any] = []
+        self._declared: tuple[Any, Any, Any] | None = None  # Lua tables: tests in order, tests by name, setups
 
     def functions(self) -> dict[str, Any]:
         guarded = {name: self._guard(fn) for name, fn in {
@@ -74,7 +92,7 @@ class TestBridge(Bridge):
             "datastore": self.datastore, "device": self.device, "field": self.field, "state": self.state_of,
             "fatal_errors": self.fatal_errors,
         }.items()}
-        return {**super().functions(), **guarded, "declare": self.declare, "declare_setup": self.declare_setup}
+        return {**super().functions(), **guarded, "declare": self.declare}
 
     def _guard(self, fn: Callable) -> Callable:
         """Hub refusals and fatal handler errors come back as (nil, message) for Lua to raise."""
@@ -89,11 +107,24 @@ class TestBridge(Bridge):
 
     # -- declaring -----------------------------------------------------------
 
-    def declare(self, name: bytes, fn: Any, line: int, skip: Any) -> None:
-        self.tests.append(DeclaredTest(as_text(name), int(line), as_text(skip) if skip else None, fn))
+    def declare(self, declared: Any, by_name: Any, setups: Any) -> None:
+        self._declared = (declared, by_name, setups)
 
-    def declare_setup(self, fn: Any) -> None:
-        self.setups.append(fn)
+    @staticmethod
+    def _test(t: Any) -> DeclaredTest:
+        return DeclaredTest(as_text(t[b"name"]), int(t[b"line"]), as_text(t[b"skip"]) if t[b"skip"] else None,
+                            t[b"fn"])
+
+    def tests(self) -> list[DeclaredTest]:
+        """The file's tests, in the order it declared them."""
+        return [self._test(t) for t in self._declared[0].values()] if self._declared else []
+
+    def test(self, name: str) -> DeclaredTest | None:
+        found = self._declared[1][name.encode()] if self._declared else None
+        return None if found is None else self._test(found)
+
+    def setups(self) -> list[Any]:
+        return list(self._declared[2].values()) if self._declared else []
 
     # -- the hub, for the test -------------------------------------------------
 
@@ -204,20 +235,15 @@ class TestFile:
         return state, bridge
 
     def collect(self, options: TestOptions) -> list[DeclaredTest]:
-        _, bridge = self._load(options)
-        names = [t.name for t in bridge.tests]
-        for t in bridge.tests:
-            if names.count(t.name) > 1:
-                raise LuaTestFailure(f"{self.path}:{t.line}: a second test named {t.name!r}")
-        return bridge.tests
+        return self._load(options)[1].tests()
 
     def run(self, name: str, options: TestOptions) -> None:
         """Runs one test on a fresh hub; raises LuaTestFailure if it fails."""
         state, bridge = self._load(options)
-        test = next((t for t in bridge.tests if t.name == name), None)
+        test = bridge.test(name)
         if test is None:
             raise LuaTestFailure(f"{self.path}: no test named {name!r} any more")
-        with tempfile.TemporaryDirectory(prefix="hubrt-test-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="test-", dir=_scratch()) as tmp:
             def show(record: LogRecord) -> None:
                 device = f" {record.device}" if record.device else ""
                 options.out(f"{record.time:9.3f} {record.level.upper():5} {record.driver}{device}  {record.text}")
@@ -229,7 +255,7 @@ class TestFile:
             bridge.hub = hub
             try:
                 bridge.driver_name = hub.install(self.package).name
-                for fn in [*bridge.setups, test.fn]:
+                for fn in [*bridge.setups(), test.fn]:
                     try:
                         state.call(fn)
                     except LuaFailure as e:

@@ -131,6 +131,31 @@ def test_syntax_error_in_a_test_file_is_a_collection_error(pytester, package):
     assert "test_broken.lua:2:" in result.stdout.str()
 
 
+def test_two_tests_with_one_name_fail_collection_at_the_second(pytester, package):
+    (package / "src" / "test" / "test_twice.lua").write_text(
+        'local test = require "hubrt.test"\ntest("same", function() end)\n\ntest("same", function() end)\n')
+    result = pytester.runpytest("drv/src/test/test_twice.lua")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(['*test_twice.lua:4: a second test named "same" (the first is at line 2)*'])
+
+
+def test_file_level_state_does_not_leak_between_tests(pytester, package):
+    (package / "src" / "test" / "test_leak.lua").write_text(textwrap.dedent("""
+        local test = require "hubrt.test"
+        local seen = {}
+        for i = 1, 2 do
+          test("t" .. i, function()
+            test.equal(#seen, 0, "each test starts from the file's own top level")
+            seen[#seen + 1] = i
+            shared_global = (shared_global or 0) + 1
+            test.equal(shared_global, 1)
+          end)
+        end
+    """))
+    result = pytester.runpytest("drv/src/test/test_leak.lua")
+    result.assert_outcomes(passed=2)
+
+
 def test_hubrt_test_command_runs_the_same(pytester, package):
     result = pytester.run(sys.executable, "-m", "hubrt", "test", "drv", "-k", "passes or writer", "-p", "no:cacheprovider")
     assert result.ret == 0

@@ -226,11 +226,13 @@ function env.require(name)
   if preload[name] then
     m = preload[name](name)
   else
-    local src, chunkname, is_runtime = host.find_module(name)
-    if not src then raise(chunkname) end
-    local f, err = native_load(src, chunkname, "t", env)
-    if not f then error(host.explain_syntax_error(err, src), 0) end
-    if is_runtime then m = f(name, runtime_api) else m = f(name) end
+    -- the module compiled, nil and whether it is a "runtime" module; or nil, an error and "missing" or "syntax"
+    local f, err, what = host.find_module(name)
+    if not f then
+      if what == "missing" then raise(err) end
+      error(err, 0)
+    end
+    if what == "runtime" then m = f(name, runtime_api) else m = f(name) end
   end
   if m == nil then m = true end
   loaded[name] = m
@@ -261,11 +263,6 @@ function helpers.protected_call(f, ...)
     return false, "error", e.message, e.traceback
   end
   return unpack_result(xpcall(f, handler, ...))
-end
-
-function helpers.compile(src, chunkname)
-  local f, err = native_load(src, chunkname, "t", env)
-  return f, err
 end
 
 function helpers.preload(name, loader) preload[name] = loader end

@@ -51,14 +51,27 @@ function hub.fatal_errors(on) return call(host.fatal_errors, on ~= false) end
 
 -- Declaring tests ------------------------------------------------------------
 
+-- Kept here, in Lua, and handed to the host once: the host runs one test of the
+-- file by name, so declaring stays cheap however many tests a file holds.
+local declared, by_name, setups = {}, {}, {}
+host.declare(declared, by_name, setups)
+
 local function declare(name, fn, skip_reason)
   if type(name) ~= "string" or type(fn) ~= "function" then
     host.raise("test(name, function() ... end) takes a name and a function")
   end
-  host.declare(name, fn, host.line_of(fn), skip_reason)
+  if by_name[name] then
+    host.raise(string.format("a second test named %q (the first is at line %d)", name, by_name[name].line))
+  end
+  local t = {name = name, fn = fn, line = host.line_of(fn), skip = skip_reason}
+  declared[#declared + 1] = t
+  by_name[name] = t
 end
 
-function test.setup(fn) host.declare_setup(fn) end
+function test.setup(fn)
+  if type(fn) ~= "function" then host.raise("test.setup(function() ... end) takes a function") end
+  setups[#setups + 1] = fn
+end
 function test.skip(name, fn, reason) declare(name, fn, reason or "skipped") end
 
 -- Assertions -----------------------------------------------------------------
