@@ -77,6 +77,30 @@ def _host_source(name: str) -> bytes:
 _BYTECODE: dict[tuple[str, bytes, bytes], bytes] = {}
 
 
+def _candidates(root: str, parts: list[str]) -> list[tuple[str, str]]:
+    """(file, path shown relative to root) for a module name under root, in search order."""
+    rel = "/".join(parts)
+    return [(os.path.join(root, shown), shown) for shown in (rel + ".lua", rel + "/init.lua")]
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+@functools.cache
+def _runtime_module(name: str) -> tuple[bytes, str] | None:
+    """(source, chunk name) of a module hubrt ships; read once, as they do not change under a run."""
+    for path, shown in _candidates(str(LUA_DIR), name.split(".")):
+        src = _read(path)
+        if src is not None:
+            return src, "@[hubrt]/" + shown
+    return None
+
+
 @dataclass
 class ModuleFinder:
     """Resolves `require` names to runtime modules first, then the driver's own files."""
@@ -90,19 +114,19 @@ class ModuleFinder:
             return None, f"module '{name}' not found: not a valid module name", False
         if parts[0] == "host":
             return None, f"module '{name}' not found: host modules are not available to drivers", False
-        rel = os.path.join(*parts)
-        tried = []
-        roots = [(str(LUA_DIR), "[hubrt]")]
+        runtime = _runtime_module(name)
+        if runtime is not None:
+            return runtime[0], runtime[1], True
+        tried = [path for path, _ in _candidates(str(LUA_DIR), parts)]
         if self.driver_src is not None:
-            roots.append((str(self.driver_src), None))
-        for root, label in roots:
-            for candidate in (rel + ".lua", os.path.join(rel, "init.lua")):
-                path = os.path.join(root, candidate)
+            for path, _ in _candidates(str(self.driver_src), parts):
                 tried.append(path)
-                if os.path.isfile(path):
-                    shown = f"{label}/{Path(candidate).as_posix()}" if label else display_path(Path(path))
-                    with open(path, "rb") as f:
-                        return f.read(), "@" + shown, label is not None
+                try:
+                    src = _read(path)
+                except OSError as e:
+                    return None, f"module '{name}' cannot be read: {display_path(Path(path))}: {e.strerror}", False
+                if src is not None:
+                    return src, "@" + display_path(Path(path)), False
         return None, f"module '{name}' not found:\n\tno file " + "\n\tno file ".join(tried), False
 
 
