@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import signal
 import sys
 from pathlib import Path
@@ -313,10 +314,14 @@ def devices_command(state_dir: Path) -> None:
 def test_command(args: tuple[str, ...]) -> None:
     """Run drivers' Lua tests (src/test/test_*.lua) through pytest.
 
-    ARGS are paths and pytest options, e.g. `hubrt test drivers/ --lua both -n auto`;
-    hubrt's own options are --lua luajit|5.3|both, --lua-strict, --lua-cov and
-    --lua-handler-timeout S. `hubrt test --help` shows pytest's help.
+    Takes paths and pytest options, e.g. `hubrt test drivers/ --lua both -n auto`;
+    hubrt's own options are --lua luajit|5.3|both, --lua-strict, --lua-cov,
+    --lua-handler-timeout S and --lua-test-timeout S. `hubrt test --help` shows
+    this, then pytest's help.
     """
     import pytest  # only here: pytest is slow to import and `hubrt run` does not need it
 
+    if "-h" in args or "--help" in args:
+        click.echo(f"Usage: hubrt test [PATHS] [PYTEST OPTIONS]\n\n{inspect.cleandoc(test_command.__doc__)}\n")
+        click.echo("pytest's help (the hubrt options are under 'hubrt Lua driver tests'):\n")
     sys.exit(pytest.main(list(args) or ["."]))

@@ -30,8 +30,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Datastore warnings (values that change across a restart) fail the test.")
     group.addoption("--lua-cov", dest="hubrt_cov", action="store_true",
                     help="Report line coverage of the drivers' own Lua files.")
-    group.addoption("--lua-handler-timeout", dest="hubrt_timeout", type=float, default=2.0,
-                    help="Seconds before a runaway driver handler is stopped (default 2).")
+    group.addoption("--lua-handler-timeout", dest="hubrt_timeout", type=float, default=2.0, metavar="S",
+                    help="Seconds before a runaway driver handler is stopped (default 2; 0: never).")
+    group.addoption("--lua-test-timeout", dest="hubrt_test_timeout", type=float, default=60.0, metavar="S",
+                    help="CPU seconds before a runaway Lua test is stopped and fails (default 60; 0: never).")
 
 
 _COVERAGE = pytest.StashKey[LineCoverage]()
@@ -105,7 +107,8 @@ class LuaTestItem(pytest.Item):
     def runtest(self) -> None:
         config = self.config
         options = TestOptions(engine=self.engine, strict=config.getoption("hubrt_strict"),
-                              handler_timeout=config.getoption("hubrt_timeout"), out=print,
+                              handler_timeout=config.getoption("hubrt_timeout"),
+                              test_timeout=config.getoption("hubrt_test_timeout"), out=print,
                               coverage=config.stash.get(_COVERAGE, None))
         TestFile(self.path).run(self.test_name, options)
 
@@ -113,9 +116,10 @@ class LuaTestItem(pytest.Item):
         error = excinfo.value
         if isinstance(error, LuaTestFailure):
             where = f"{error.location[0]}:{error.location[1]}" if error.location else str(self.path)
+            frames = error.traceback.partition("stack traceback:")
             lines = [f"Lua test {self.test_name!r} ({self.engine}) failed at {where}", "", error.message]
-            if error.traceback and error.traceback.strip() != error.message.strip():
-                lines += ["", error.traceback]
+            if frames[1]:
+                lines += ["", frames[1] + frames[2]]
             return "\n".join(lines)
         return super().repr_failure(excinfo)
 

@@ -30,6 +30,7 @@ from hubrt.inputs import InputError
 from hubrt.package import load_package
 
 _POSITION = re.compile(r"^(?P<file>[^\s:][^:]*\.lua):(?P<line>\d+): ", re.M)
+_FRAME = re.compile(r"^\s+(?P<file>[^\s:\[][^:]*\.lua):(?P<line>\d+): in ", re.M)  # a traceback line
 _RAM_DISK, _RAM_DISK_ROOM = "/dev/shm", 512 * 1024 * 1024
 
 
@@ -70,7 +71,8 @@ class LuaTestFailure(Exception):
         super().__init__(message)
         self.message = message
         self.traceback = traceback
-        found = _POSITION.search(message) or _POSITION.search(traceback)
+        # where the message says, else the innermost frame of Lua code in the traceback
+        found = _POSITION.search(message) or _FRAME.search(traceback)
         self.location = (found["file"], int(found["line"])) if found else None
 
 
@@ -207,6 +209,7 @@ class TestOptions:
     engine: str = "luajit"
     strict: bool = False
     handler_timeout: float = 2.0
+    test_timeout: float = 60.0  # CPU seconds a test (and its setups) may run; 0: no limit
     out: Callable[[str], None] = print
     coverage: LineCoverage | None = None
 
@@ -225,7 +228,8 @@ class TestFile:
     def _load(self, options: TestOptions) -> tuple[LuaState, TestBridge]:
         """A fresh controller state with the file's top level run (which declares the tests)."""
         catalogue = load_package(self.package, Catalogue.standard()).capabilities
-        state = LuaState(options.engine, driver_src=self.package / "src", print_line=options.out)
+        state = LuaState(options.engine, driver_src=self.package / "src", print_line=options.out,
+                         interruptible=options.test_timeout > 0)
         bridge = TestBridge(state, catalogue, options.out)
         state.helpers.set_runtime_api(bridge.api())
         try:
@@ -255,9 +259,10 @@ class TestFile:
             bridge.hub = hub
             try:
                 bridge.driver_name = hub.install(self.package).name
+                what = f"test {name!r}".encode()
                 for fn in [*bridge.setups(), test.fn]:
                     try:
-                        state.call(fn)
+                        state.protected(state.helpers.dispatch, options.test_timeout, what, fn)
                     except LuaFailure as e:
                         raise LuaTestFailure(e.message, e.traceback) from None
             except InputError as e:

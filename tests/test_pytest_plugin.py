@@ -156,6 +156,40 @@ def test_file_level_state_does_not_leak_between_tests(pytester, package):
     result.assert_outcomes(passed=2)
 
 
+MISUSE = """
+local test = require "hubrt.test"
+local hub = test.hub
+test("missing argument", function() hub.command("lamp", nil, "on") end)
+test("time backwards", function() hub.advance(-1) end)
+test("bad pattern", function() test.expect_error("[", function() error("x") end) end)
+test("cycles", function()
+  local a, b = {}, {}
+  a.self, b.self = a, b
+  test.equal(a, b)          -- equal, though both are cyclic
+  b.extra = 1
+  test.equal(a, b)
+end)
+test("runaway", function() while true do end end)
+"""
+
+
+def test_misuse_fails_at_the_test_line_with_a_plain_message(pytester, package):
+    (package / "src" / "test" / "test_misuse.lua").write_text(MISUSE)
+    result = pytester.runpytest("drv/src/test/test_misuse.lua", "--lua-test-timeout", "0.5", "--lua", "both")
+    result.assert_outcomes(failed=10)
+    result.stdout.fnmatch_lines([
+        "*test_misuse.lua:4: hub.command: capability must be a string, got nil",
+        "*test_misuse.lua:5: hub.advance: seconds must be a number >= 0 (time only moves forward), got -1",
+        "*test_misuse.lua:6: test.expect_error: bad pattern \"[\": malformed pattern*",
+        "*test_misuse.lua:12: not equal",
+        "  .extra: missing (expected 1)",
+        "*test_misuse.lua:14: test 'runaway' ran for more than 0.5 s and was stopped",
+    ])
+    out = result.stdout.str()
+    assert "Traceback" not in out and "TestBridge" not in out
+    assert out.count("hub.command: capability must be a string") == 2, "the message is shown once per engine"
+
+
 def test_hubrt_test_command_runs_the_same(pytester, package):
     result = pytester.run(sys.executable, "-m", "hubrt", "test", "drv", "-k", "passes or writer", "-p", "no:cacheprovider")
     assert result.ret == 0

@@ -170,7 +170,7 @@ local function hook(event, line)
     end
   elseif deadline and os.clock() > deadline then
     deadline = nil
-    error(new_stop("timeout", deadline_message), 0)
+    error(new_stop("timeout", where(1) .. deadline_message), 0)  -- where: the line it was running
   end
 end
 
@@ -278,7 +278,7 @@ helpers.raise = raise
 function helpers.dispatch(seconds, name, f, ...)
   if seconds > 0 then
     deadline = os.clock() + seconds
-    deadline_message = name .. " ran for more than " .. seconds .. " s and was stopped"
+    deadline_message = name .. " ran for more than " .. string.format("%g", seconds) .. " s and was stopped"
     set_hook()
   end
   local function finish(...)

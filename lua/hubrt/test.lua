@@ -17,37 +17,61 @@ local test = {}
 local hub = {}
 test.hub = hub
 
--- Calls a host function; a refusal becomes an error at the test's own line.
-local function call(fn, ...)
-  local result, err = fn(...)
-  if err ~= nil then host.raise(err) end
-  return result
+-- The hub's functions and their parameters ("name:type", "?" when it may be
+-- nil). A wrong argument is an error at the test's own line, as is a refusal
+-- from the hub.
+local SIGNATURES = {
+  add_device = {"options:table"},
+  remove_device = {"device:string"},
+  update_device = {"device:string", "options:table?"},
+  command = {"device:string", "capability:string", "command:string", "args:table?", "component:string?"},
+  lifecycle = {"device:string", "event:string"},
+  discover = {"driver:string?"},
+  advance = {"seconds:number"},
+  restart = {"kind:string"},
+  flush = {},
+  events = {"device:string?"},
+  clear_events = {},
+  logs = {"level:string?"},
+  datastore = {"driver:string?"},
+  device = {"device:string"},
+  field = {"device:string", "name:string"},
+  state = {"device:string", "capability:string", "attribute:string", "component:string?"},
+  fatal_errors = {"on:boolean?"},
+}
+
+local function check_arguments(fname, signature, ...)
+  for i, param in ipairs(signature) do
+    local name, expected, optional = param:match("^(%w+):(%a+)(%??)$")
+    local value = select(i, ...)
+    if type(value) ~= expected and not (optional == "?" and value == nil) then
+      host.raise(string.format("hub.%s: %s must be a %s%s, got %s", fname, name, expected,
+                               optional == "?" and " or nil" or "", type(value)))
+    end
+  end
 end
 
-function hub.add_device(opts)
-  if type(opts) ~= "table" then host.raise("hub.add_device{profile = ..., label = ...} takes a table") end
-  return call(host.add_device, opts)
+local unpack = table.unpack or unpack
+for fname, signature in pairs(SIGNATURES) do
+  local fn = host[fname]
+  hub[fname] = function(...)
+    check_arguments(fname, signature, ...)
+    local result, err = fn(unpack({...}, 1, #signature)) -- every parameter, nil or not
+    if err ~= nil then host.raise(err) end
+    return result
+  end
 end
-function hub.remove_device(device) return call(host.remove_device, device) end
-function hub.update_device(device, opts) return call(host.update_device, device, opts or {}) end
-function hub.command(device, capability, command, args, component)
-  return call(host.command, device, capability, command, args, component)
+
+local advance = hub.advance
+function hub.advance(seconds)
+  if type(seconds) == "number" and not (seconds >= 0 and seconds < math.huge) then
+    host.raise("hub.advance: seconds must be a number >= 0 (time only moves forward), got " .. tostring(seconds))
+  end
+  return advance(seconds)
 end
-function hub.lifecycle(device, event) return call(host.lifecycle, device, event) end
-function hub.discover(driver) return call(host.discover, driver) end
-function hub.advance(seconds) return call(host.advance, seconds) end
-function hub.restart(kind) return call(host.restart, kind) end
-function hub.flush() return call(host.flush) end
-function hub.events(device) return call(host.events, device) end
-function hub.clear_events() return call(host.clear_events) end
-function hub.logs(level) return call(host.logs, level) end
-function hub.datastore(driver) return call(host.datastore, driver) end
-function hub.device(device) return call(host.device, device) end
-function hub.field(device, name) return call(host.field, device, name) end
-function hub.state(device, capability, attribute, component)
-  return call(host.state, device, capability, attribute, component)
-end
-function hub.fatal_errors(on) return call(host.fatal_errors, on ~= false) end
+
+local fatal_errors = hub.fatal_errors
+function hub.fatal_errors(on) return fatal_errors(on ~= false) end
 
 -- Declaring tests ------------------------------------------------------------
 
@@ -89,14 +113,20 @@ local function key_path(path, k)
 end
 
 -- Lists the differences between two values, by path.
-local function diff(actual, expected, path, out)
+-- `seen` holds the pairs of tables already being compared, so that cycles end.
+local function diff(actual, expected, path, out, seen)
   if type(actual) == "table" and type(expected) == "table" then
+    seen = seen or {}
+    local against = seen[actual] or {}
+    if against[expected] then return out end
+    against[expected] = true
+    seen[actual] = against
     for _, k in ipairs(sorted_keys(expected)) do
       local p = key_path(path, k)
       if actual[k] == nil then
         out[#out + 1] = p .. ": missing (expected " .. show(expected[k]) .. ")"
       else
-        diff(actual[k], expected[k], p, out)
+        diff(actual[k], expected[k], p, out, seen)
       end
     end
     for _, k in ipairs(sorted_keys(actual)) do
@@ -133,6 +163,11 @@ function test.fail(message) host.raise(message or "failed") end
 
 -- fn must raise an error whose message matches the Lua pattern.
 function test.expect_error(pattern, fn)
+  if type(pattern) ~= "string" or type(fn) ~= "function" then
+    host.raise("test.expect_error(pattern, function() ... end) takes a Lua pattern and a function")
+  end
+  local valid, bad = pcall(string.find, "", pattern)
+  if not valid then host.raise("test.expect_error: bad pattern " .. show(pattern) .. ": " .. tostring(bad)) end
   local ok, err = pcall(fn)
   if ok then host.raise("expected an error matching " .. show(pattern) .. ", but there was none") end
   if not tostring(err):find(pattern) then
