@@ -190,6 +190,15 @@ def test_misuse_fails_at_the_test_line_with_a_plain_message(pytester, package):
     assert out.count("hub.command: capability must be a string") == 2, "the message is shown once per engine"
 
 
+def test_a_platform_integration_test_file_is_skipped_with_a_reason(pytester, package):
+    (package / "src" / "test" / "test_platform.lua").write_text(
+        'local test = require("integration_test")\ntest.register_coroutine_test("x", function() end)\n'
+        "test.run_registered_tests()\n")
+    result = pytester.runpytest("drv", "-rs", "-k", "passes or integration")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*test_platform.lua: written for the platform's integration_test library*"])
+
+
 def test_hubrt_test_command_runs_the_same(pytester, package):
     result = pytester.run(sys.executable, "-m", "hubrt", "test", "drv", "-k", "passes or writer", "-p", "no:cacheprovider")
     assert result.ret == 0
