@@ -40,7 +40,8 @@ class HubError(InputError):
 
 
 class StopRequested(Exception):
-    """The hub was told to stop (SIGTERM, Ctrl-C); raised between dispatches, never inside one."""
+    """The hub was told to stop (SIGTERM, Ctrl-C), or ran past its `deadline`; raised between
+    dispatches, never inside one."""
 
 
 class HandlerError(Exception):
@@ -161,6 +162,8 @@ class Hub:
         self._pending_creations: list[tuple] = []  # try_create_device calls, served after the dispatch
         self._crashes: dict[str, int] = {}  # crashes in a row, per driver
         self.stop_requested = False  # set from a signal handler; honoured between dispatches
+        # (process CPU time, message): a Lua test's time limit, for the loops of timers it runs in Python
+        self.deadline: tuple[float, str] | None = None
         self._load_devices()
 
     # -- the log stream ----------------------------------------------------
@@ -211,6 +214,8 @@ class Hub:
     def check_stop(self) -> None:
         if self.stop_requested:
             raise StopRequested("the hub was told to stop")
+        if self.deadline is not None and time.process_time() > self.deadline[0]:
+            raise StopRequested(self.deadline[1])
 
     def _dispatch(self, driver: DriverHost, what: str, device_id: str | None, method: str, *args: Any) -> Outcome:
         """Delivers one event to a driver: a batch, after which its datastore is saved."""

@@ -4,19 +4,21 @@ A test file runs in a Lua state of its own (the *controller*), separate from
 the driver under test, which runs on a real Hub exactly as under `hubrt run`.
 `require "hubrt.test"` gives the file `test(name, fn)` and `test.hub`, whose
 functions cross into `TestBridge` here. Each test gets a fresh hub and store
-(a new temporary directory) and a fresh controller state, so nothing leaks
-between tests. pytest_plugin.py turns this into pytest items; `hubrt test`
+(a new directory, in memory when /dev/shm has room) and a fresh controller
+state, so nothing leaks between tests. pytest_plugin.py turns this into pytest items; `hubrt test`
 runs pytest.
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import functools
 import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +27,7 @@ from hubrt.bridge import Bridge, to_lua, to_python
 from hubrt.capabilities import Catalogue
 from hubrt.coverage import LineCoverage
 from hubrt.engine import LuaFailure, LuaState, as_text
-from hubrt.hub import HandlerError, Hub, LogRecord
+from hubrt.hub import HandlerError, Hub, LogRecord, StopRequested
 from hubrt.inputs import InputError
 from hubrt.package import load_package
 
@@ -103,7 +105,7 @@ class TestBridge(Bridge):
                 return None, b"the hub is only available inside a test (or test.setup)"
             try:
                 return fn(*args), None
-            except (InputError, HandlerError) as e:
+            except (InputError, HandlerError, StopRequested) as e:
                 return None, str(e).encode()
         return call
 
@@ -204,6 +206,28 @@ class TestBridge(Bridge):
         self.hub.fatal_handler_errors = bool(on)
 
 
+class _LastLines:
+    """A test's output (its prints, the hub's logs and events), of which the last `keep` lines are
+    shown when it ends: a test that runs timers for a long virtual time would otherwise bury its
+    failure under thousands of lines. All of it stays in `hub.logs()` and `hub.events()`."""
+
+    def __init__(self, out: Callable[[str], None], keep: int = 1000) -> None:
+        self._out = out
+        self._lines: collections.deque[str] = collections.deque(maxlen=keep)
+        self._dropped = 0
+
+    def add(self, line: str) -> None:
+        if len(self._lines) == self._lines.maxlen:
+            self._dropped += 1
+        self._lines.append(line)
+
+    def show(self) -> None:
+        if self._dropped:
+            self._out(f"... {self._dropped} earlier lines of output not shown (the last {len(self._lines)} follow)")
+        for line in self._lines:
+            self._out(line)
+
+
 @dataclass
 class TestOptions:
     engine: str = "luajit"
@@ -225,12 +249,12 @@ class TestFile:
             raise InputError(f"{self.path}: not inside a driver package (no config.yml above it)")
         self.package = package
 
-    def _load(self, options: TestOptions) -> tuple[LuaState, TestBridge]:
+    def _load(self, options: TestOptions, out: Callable[[str], None]) -> tuple[LuaState, TestBridge]:
         """A fresh controller state with the file's top level run (which declares the tests)."""
         catalogue = load_package(self.package, Catalogue.standard()).capabilities
-        state = LuaState(options.engine, driver_src=self.package / "src", print_line=options.out,
+        state = LuaState(options.engine, driver_src=self.package / "src", print_line=out,
                          interruptible=options.test_timeout > 0)
-        bridge = TestBridge(state, catalogue, options.out)
+        bridge = TestBridge(state, catalogue, out)
         state.helpers.set_runtime_api(bridge.api())
         try:
             state.run_file(self.path)
@@ -239,30 +263,40 @@ class TestFile:
         return state, bridge
 
     def collect(self, options: TestOptions) -> list[DeclaredTest]:
-        return self._load(options)[1].tests()
+        return self._load(options, options.out)[1].tests()
 
     def run(self, name: str, options: TestOptions) -> None:
         """Runs one test on a fresh hub; raises LuaTestFailure if it fails."""
-        state, bridge = self._load(options)
+        output = _LastLines(options.out)
+        try:
+            self._run(name, options, output.add)
+        finally:
+            output.show()
+
+    def _run(self, name: str, options: TestOptions, out: Callable[[str], None]) -> None:
+        state, bridge = self._load(options, out)
         test = bridge.test(name)
         if test is None:
             raise LuaTestFailure(f"{self.path}: no test named {name!r} any more")
         with tempfile.TemporaryDirectory(prefix="test-", dir=_scratch()) as tmp:
             def show(record: LogRecord) -> None:
                 device = f" {record.device}" if record.device else ""
-                options.out(f"{record.time:9.3f} {record.level.upper():5} {record.driver}{device}  {record.text}")
+                out(f"{record.time:9.3f} {record.level.upper():5} {record.driver}{device}  {record.text}")
 
             hub = Hub(Path(tmp) / "state", engine=options.engine, strict=options.strict, on_log=show,
                       handler_timeout=options.handler_timeout, coverage=options.coverage, durable=False,
-                      on_event=lambda e: options.out(f"{e.time:9.3f} EVENT {e.device} "
-                                                     f"{e.capability}.{e.attribute} = {e.value!r}"))
+                      on_event=lambda e: out(f"{e.time:9.3f} EVENT {e.device} "
+                                             f"{e.capability}.{e.attribute} = {e.value!r}"))
             bridge.hub = hub
             try:
                 bridge.driver_name = hub.install(self.package).name
-                what = f"test {name!r}".encode()
+                timeout = options.test_timeout
+                stopped = f"test {name!r} ran for more than {timeout:g} s and was stopped"
                 for fn in [*bridge.setups(), test.fn]:
+                    # the limit is kept twice: by a hook while Lua runs, by the hub while timers fire
+                    hub.deadline = (time.process_time() + timeout, stopped) if timeout > 0 else None
                     try:
-                        state.protected(state.helpers.dispatch, options.test_timeout, what, fn)
+                        state.protected(state.helpers.dispatch, timeout, f"test {name!r}".encode(), fn)
                     except LuaFailure as e:
                         raise LuaTestFailure(e.message, e.traceback) from None
             except InputError as e:

@@ -190,6 +190,21 @@ def test_misuse_fails_at_the_test_line_with_a_plain_message(pytester, package):
     assert out.count("hub.command: capability must be a string") == 2, "the message is shown once per engine"
 
 
+def test_a_long_advance_is_stopped_and_its_output_cut_short(pytester, package):
+    (package / "src" / "init.lua").write_text(
+        'local log = require "log"\n'
+        'local driver = require("st.driver")("t", {})\n'
+        'driver:call_on_schedule(1, function() log.info("tick") end)\n'
+        "driver:run()\n")
+    (package / "src" / "test" / "test_long.lua").write_text(
+        'local test = require "hubrt.test"\ntest("forever", function()\n  test.hub.advance(1e12)\nend)\n')
+    result = pytester.runpytest("drv/src/test/test_long.lua", "--lua-test-timeout", "0.5")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*test_long.lua:3: test 'forever' ran for more than 0.5 s and was stopped",
+                                 "*earlier lines of output not shown (the last 1000 follow)"])
+    assert result.stdout.str().count("INFO  t  tick") == 1000
+
+
 def test_a_platform_integration_test_file_is_skipped_with_a_reason(pytester, package):
     (package / "src" / "test" / "test_platform.lua").write_text(
         'local test = require("integration_test")\ntest.register_coroutine_test("x", function() end)\n'
