@@ -139,6 +139,17 @@ def test_two_tests_with_one_name_fail_collection_at_the_second(pytester, package
     result.stdout.fnmatch_lines(['*test_twice.lua:4: a second test named "same" (the first is at line 2)*'])
 
 
+@pytest.mark.parametrize("name, shown", [('""', '""'), ('"a::b"', '"a::b"'), ('"two\\nlines"', '"two\\10lines"'),
+                                         ('"caf\\233"', '"caf\ufffd"')])
+def test_a_name_that_cannot_be_a_test_id_fails_collection_at_its_line(pytester, package, name, shown):
+    (package / "src" / "test" / "test_named.lua").write_text(
+        f'local test = require "hubrt.test"\ntest({name}, function() end)\n')
+    result = pytester.runpytest("drv/src/test/test_named.lua")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines([f"*test_named.lua:2: test name {shown}: a test needs a name of UTF-8 text on one "
+                                 "line, without '::'"])
+
+
 def test_file_level_state_does_not_leak_between_tests(pytester, package):
     (package / "src" / "test" / "test_leak.lua").write_text(textwrap.dedent("""
         local test = require "hubrt.test"

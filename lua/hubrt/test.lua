@@ -84,6 +84,11 @@ local function declare(name, fn, skip_reason)
   if type(name) ~= "string" or type(fn) ~= "function" then
     host.raise("test(name, function() ... end) takes a name and a function")
   end
+  -- the name becomes part of a pytest node id (file.lua::name), shown on one line
+  if name == "" or name:find("%c") or name:find("::", 1, true) or not utf8.len(name) then
+    local shown = name:gsub("%c", function(c) return "\\" .. c:byte() end)
+    host.raise('test name "' .. shown .. '": a test needs a name of UTF-8 text on one line, without \'::\'')
+  end
   if by_name[name] then
     host.raise(string.format("a second test named %q (the first is at line %d)", name, by_name[name].line))
   end
