@@ -39,15 +39,41 @@ _RAM_DISK, _RAM_DISK_ROOM = "/dev/shm", 512 * 1024 * 1024
 @functools.cache
 def _scratch() -> str:
     """Where this process keeps its tests' throw-away stores: in memory (/dev/shm) when it has room,
-    since they are never meant to outlive the test; removed when the process ends."""
-    try:
-        vfs = os.statvfs(_RAM_DISK)
-        on_ram = vfs.f_bavail * vfs.f_frsize >= _RAM_DISK_ROOM and os.access(_RAM_DISK, os.W_OK)
-    except OSError:
-        on_ram = False
-    root = tempfile.mkdtemp(prefix="hubrt-tests-", dir=_RAM_DISK if on_ram else None)
+    since they are never meant to outlive the test; removed when the process ends. The folder's
+    name carries the pid, so that what a killed run left behind is removed by the next one."""
+    parent = scratch_parent()
+    _remove_orphans(parent)
+    root = tempfile.mkdtemp(prefix=f"hubrt-tests-{os.getpid()}-", dir=parent)
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     return root
+
+
+def scratch_parent() -> str:
+    """/dev/shm when it has room (tmpfs sizes of 64 MiB are common in containers), else the temp dir."""
+    try:
+        vfs = os.statvfs(_RAM_DISK)
+        if vfs.f_bavail * vfs.f_frsize >= _RAM_DISK_ROOM and os.access(_RAM_DISK, os.W_OK):
+            return _RAM_DISK
+    except OSError:
+        pass
+    return tempfile.gettempdir()
+
+
+def _remove_orphans(parent: str) -> None:
+    for entry in os.scandir(parent):
+        found = re.fullmatch(r"hubrt-tests-(\d+)-\w+", entry.name)
+        if found and entry.is_dir(follow_symlinks=False) and not _alive(int(found[1])):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def package_of(test_file: Path) -> Path | None:

@@ -1,7 +1,11 @@
 """The pytest plugin, tested with pytest's own pytester: collection, reports, isolation, xdist."""
 
+import os
+import shutil
+import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -231,6 +235,24 @@ def test_hubrt_test_command_runs_the_same(pytester, package):
     result = pytester.run(sys.executable, "-m", "hubrt", "test", "drv", "-k", "passes or writer", "-p", "no:cacheprovider")
     assert result.ret == 0
     assert "3 passed" in result.stdout.str() and "warning" not in result.stdout.str()
+
+
+def test_stores_left_by_a_killed_run_are_removed_by_the_next(pytester, package):
+    from hubrt.testing import scratch_parent
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    orphan = Path(scratch_parent()) / f"hubrt-tests-{gone.pid}-x1"
+    (orphan / "test-y" / "state").mkdir(parents=True)
+    mine = Path(scratch_parent()) / f"hubrt-tests-{os.getpid()}-x2"  # a live process: kept
+    mine.mkdir()
+    try:
+        result = pytester.run(sys.executable, "-m", "hubrt", "test", "drv", "-k", "passes", "-p", "no:cacheprovider")
+        assert result.ret == 0
+        assert not orphan.exists() and mine.exists()
+    finally:
+        shutil.rmtree(orphan, ignore_errors=True)
+        mine.rmdir()
 
 
 def test_line_coverage_report(pytester, package):
