@@ -88,6 +88,8 @@ _PLATFORM_SUITE = re.compile(rb"""require\s*\(?\s*["']integration_test["'.]""")
 
 
 class LuaTestFile(pytest.File):
+    test_file: TestFile  # set by collect; its tests run through it
+
     def collect(self):
         source = self.path.read_bytes()
         if _PLATFORM_SUITE.search(source) and b"hubrt.test" not in source:
@@ -97,7 +99,8 @@ class LuaTestFile(pytest.File):
             return
         options = TestOptions(engine=_engines(self.config)[0], out=lambda line: None)
         try:
-            declared = TestFile(self.path).collect(options)
+            self.test_file = TestFile(self.path)
+            declared = self.test_file.collect(options)
         except (LuaTestFailure, InputError) as e:
             raise self.CollectError(f"{e}") from None
         engines = _engines(self.config)
@@ -123,7 +126,7 @@ class LuaTestItem(pytest.Item):
                               handler_timeout=config.getoption("hubrt_timeout"),
                               test_timeout=config.getoption("hubrt_test_timeout"), out=print,
                               coverage=config.stash.get(_COVERAGE, None))
-        TestFile(self.path).run(self.test_name, options)
+        self.parent.test_file.run(self.test_name, options)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         error = excinfo.value
