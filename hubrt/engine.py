@@ -172,7 +172,7 @@ class LuaState:
         host = self.table(
             print=lambda line: print_line(line.decode("utf-8", "replace")),
             find_module=self._find_module,
-            compat53=self.host_chunk("compat53.lua"),
+            compat53=self.host_chunk("compat53.lua") if engine == "luajit" else None,  # 5.3 has it all
         )
         self.env, helpers = self.host_chunk("sandbox.lua")(host)
         self.helpers = lua_functions(helpers)
