@@ -74,6 +74,7 @@ class DriverHost(DriverRuntime):
             interruptible=hub.handler_timeout > 0,
         )
         self.state.helpers.set_runtime_api(DriverBridge(hub, self).api())
+        self.state.helpers.set_clock(hub.clock.epoch_seconds)
         if hub.coverage is not None:
             hub.coverage.track(self.state)
 

@@ -89,10 +89,15 @@ class Clock:
     def __init__(self, real: bool = False) -> None:
         self.real = real
         self._start = time.monotonic()
+        self._epoch = time.time()  # the wall time when the hub started
         self._virtual = 0.0
 
     def now(self) -> float:
         return time.monotonic() - self._start if self.real else self._virtual
+
+    def epoch_seconds(self) -> float:
+        """Hub time as the wall time it stands for: what drivers' os.time() answers."""
+        return self._epoch + self.now()
 
     def wait_until(self, t: float) -> None:
         if self.real:

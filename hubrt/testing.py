@@ -314,6 +314,7 @@ class TestFile:
                       on_event=lambda e: out(f"{e.time:9.3f} EVENT {e.device} "
                                              f"{e.capability}.{e.attribute} = {e.value!r}"))
             bridge.hub = hub
+            state.helpers.set_clock(hub.clock.epoch_seconds)  # the test's os.time() is the hub's too
             try:
                 bridge.driver_name = hub.install(self.package).name
                 timeout = options.test_timeout

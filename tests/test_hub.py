@@ -137,6 +137,26 @@ def test_thermostat_schedule_carries_on_after_restart(new_hub):
     assert hub.store.load("thermostat")["setbacks"] == 1
 
 
+def test_os_time_in_driver_code_follows_the_hub_clock(new_hub, tmp_path):
+    pkg = make_driver(tmp_path / "clock", """
+        local log = require "log"
+        local driver = require("st.driver")("clock", {})
+        local started = os.time()
+        driver:call_on_schedule(3600, function()
+          log.info("elapsed " .. (os.time() - started) .. " date " .. os.date("%Y-%m-%d %H:%M:%S", started + 3600))
+          log.info("now " .. os.date("%Y-%m-%d %H:%M:%S"))
+        end)
+        driver:run()
+    """)
+    logs = []
+    hub = new_hub(on_log=lambda record: logs.append(record.text))
+    hub.install(pkg)
+    hub.advance(2 * 3600)
+    first_now = logs[1].removeprefix("now ")
+    assert logs[0] == f"elapsed 3600 date {first_now}", "os.time() and os.date() agree with hub time"
+    assert logs[2].startswith("elapsed 7200 "), logs
+
+
 def test_thermostat_setpoints_are_per_device(new_hub):
     hub = new_hub()
     hub.install(THERMOSTAT)

@@ -200,9 +200,20 @@ function env.coroutine.wrap(f)
   return function(...) return pass(coroutine.resume(co, ...)) end
 end
 
-env.os = {
-  time = os.time, clock = os.clock, date = os.date, difftime = os.difftime,
-}
+-- Driver code reads the hub's clock: under a virtual clock (scenarios, tests)
+-- os.time() moves with the hub's time, so timestamps and timers agree, as they
+-- do on a real hub. `clock_now` is set by the host (helpers.set_clock).
+local native_time, native_date, floor = os.time, os.date, math.floor
+local clock_now = native_time
+env.os = {clock = os.clock, difftime = os.difftime}
+function env.os.time(t)
+  if t == nil then return floor(clock_now()) end
+  return native_time(t)
+end
+function env.os.date(format, t)
+  if t == nil then t = floor(clock_now()) end
+  return native_date(format, t)
+end
 function env.os.exit(code)
   error(new_stop("exit", "driver called os.exit(" .. tostring(code) .. ")", code), 0)
 end
@@ -266,6 +277,9 @@ function helpers.protected_call(f, ...)
 end
 
 function helpers.preload(name, loader) preload[name] = loader end
+
+-- What os.time() answers: a function giving seconds since the epoch.
+function helpers.set_clock(now) clock_now = now end
 
 -- After an out-of-memory error the garbage stays until the next cycle.
 function helpers.collect_garbage() collectgarbage("collect") end

@@ -3,8 +3,9 @@
 -- the time its setback is due. Timers: a control loop every 60 s moves the
 -- room temperature toward the active setpoint; a one-shot timer applies a
 -- setback some time after the last change. After a restart `init` restarts
--- both timers from the persisted values, so the schedule carries on (hub time
--- is not visible to drivers, so a pending setback's countdown starts again).
+-- both timers from the persisted values, so the schedule carries on: the
+-- setback is persisted as the os.time() it is due at, so its countdown goes
+-- on across a restart rather than starting again.
 local capabilities = require "st.capabilities"
 local Driver = require "st.driver"
 local log = require "log"
@@ -47,33 +48,32 @@ end
 
 local setback -- forward declaration
 
-local function schedule_setback(driver, device, delay)
+local function schedule_setback(driver, device, due)
   local old = device:get_field("setback_timer")
   if old then driver:cancel_timer(old) end
-  device:set_field("setback_timer", device.thread:call_with_delay(delay, function() setback(driver, device) end,
-    "setback " .. device.label))
-  -- persisted: the number of seconds left is what a restart needs
-  device:set_field("setback_in", delay, {persist = true})
+  device:set_field("setback_timer", device.thread:call_with_delay(math.max(due - os.time(), 0),
+    function() setback(driver, device) end, "setback " .. device.label))
+  device:set_field("setback_due", due, {persist = true})
 end
 
 setback = function(driver, device)
   local lowered = utils.clamp_value(field(device, "heat") - (device.preferences.setbackDegrees or 3), 5, 35)
   log.info(device.label, "setback: heating setpoint", field(device, "heat"), "->", lowered)
   device:set_field("heat", lowered, {persist = true})
-  device:set_field("setback_in", nil, {persist = true})
+  device:set_field("setback_due", nil, {persist = true})
   driver.datastore.setbacks = (driver.datastore.setbacks or 0) + 1
   emit_all(device)
 end
 
 local function changed(driver, device)
-  schedule_setback(driver, device, device.preferences.setbackAfter or 3600)
+  schedule_setback(driver, device, os.time() + (device.preferences.setbackAfter or 3600))
   emit_all(device)
 end
 
 local function start_device(driver, device)
   device.thread:call_on_schedule(LOOP_SECONDS, function() control(driver, device) end, "loop " .. device.label)
-  local pending = device:get_field("setback_in")
-  if pending then schedule_setback(driver, device, pending) end
+  local due = device:get_field("setback_due")
+  if due then schedule_setback(driver, device, due) end
   emit_all(device)
 end
 
