@@ -5,8 +5,8 @@ the driver under test, which runs on a real Hub exactly as under `hubrt run`.
 `require "hubrt.test"` gives the file `test(name, fn)` and `test.hub`, whose
 functions cross into `TestBridge` here. Each test gets a fresh hub and store
 (a new directory, in memory when /dev/shm has room) and a fresh controller
-state, so nothing leaks between tests. pytest_plugin.py turns this into pytest items; `hubrt test`
-runs pytest.
+state, so nothing leaks between tests. pytest_plugin.py turns this into
+pytest items; `hubrt test` runs pytest.
 """
 
 from __future__ import annotations

@@ -40,23 +40,33 @@ local SIGNATURES = {
   fatal_errors = {"on:boolean?"},
 }
 
-local function check_arguments(fname, signature, ...)
+-- {name, type, may be nil} for each parameter of a signature
+local function parse(signature)
+  local params = {}
   for i, param in ipairs(signature) do
     local name, expected, optional = param:match("^(%w+):(%a+)(%??)$")
+    params[i] = {name, expected, optional == "?"}
+  end
+  return params
+end
+
+local function check_arguments(fname, params, ...)
+  for i, param in ipairs(params) do
+    local name, expected, optional = param[1], param[2], param[3]
     local value = select(i, ...)
-    if type(value) ~= expected and not (optional == "?" and value == nil) then
+    if type(value) ~= expected and not (optional and value == nil) then
       host.raise(string.format("hub.%s: %s must be a %s%s, got %s", fname, name, expected,
-                               optional == "?" and " or nil" or "", type(value)))
+                               optional and " or nil" or "", type(value)))
     end
   end
 end
 
 local unpack = table.unpack or unpack
 for fname, signature in pairs(SIGNATURES) do
-  local fn = host[fname]
+  local fn, params = host[fname], parse(signature)
   hub[fname] = function(...)
-    check_arguments(fname, signature, ...)
-    local result, err = fn(unpack({...}, 1, #signature)) -- every parameter, nil or not
+    check_arguments(fname, params, ...)
+    local result, err = fn(unpack({...}, 1, #params)) -- every parameter, nil or not
     if err ~= nil then host.raise(err) end
     return result
   end
