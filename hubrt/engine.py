@@ -117,16 +117,17 @@ class ModuleFinder:
         runtime = _runtime_module(name)
         if runtime is not None:
             return runtime[0], runtime[1], True
-        tried = [path for path, _ in _candidates(str(LUA_DIR), parts)]
+        roots = [LUA_DIR]
         if self.driver_src is not None:
+            roots.append(self.driver_src)
             for path, _ in _candidates(str(self.driver_src), parts):
-                tried.append(path)
                 try:
                     src = _read(path)
                 except OSError as e:
                     return None, f"module '{name}' cannot be read: {display_path(Path(path))}: {e.strerror}", False
                 if src is not None:
                     return src, "@" + display_path(Path(path)), False
+        tried = [path for root in roots for path, _ in _candidates(str(root), parts)]  # for the message only
         return None, f"module '{name}' not found:\n\tno file " + "\n\tno file ".join(tried), False
 
 

@@ -147,7 +147,8 @@ class TestBridge(Bridge):
 
     def tests(self) -> list[DeclaredTest]:
         """The file's tests, in the order it declared them."""
-        return [self._test(t) for t in self._declared[0].values()] if self._declared else []
+        declared = self._declared[0] if self._declared else []
+        return [self._test(declared[i]) for i in range(1, len(declared) + 1)]
 
     def test(self, name: str) -> DeclaredTest | None:
         found = self._declared[1][name.encode()] if self._declared else None
@@ -228,8 +229,8 @@ class TestBridge(Bridge):
         entry = cache.get(as_text(component) if component else "main", {}).get(as_text(capability), {})
         return self._lua((entry.get(as_text(attribute)) or {}).get("value"))
 
-    def fatal_errors(self, on: bool) -> None:
-        self.hub.fatal_handler_errors = bool(on)
+    def fatal_errors(self, on: bool | None) -> None:
+        self.hub.fatal_handler_errors = on is not False  # hub.fatal_errors() with no argument turns them on
 
 
 class _LastLines:

@@ -80,9 +80,6 @@ function hub.advance(seconds)
   return advance(seconds)
 end
 
-local fatal_errors = hub.fatal_errors
-function hub.fatal_errors(on) return fatal_errors(on ~= false) end
-
 -- Declaring tests ------------------------------------------------------------
 
 -- Kept here, in Lua, and handed to the host once: the host runs one test of the
