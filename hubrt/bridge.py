@@ -19,7 +19,7 @@ from hubrt.engine import as_text
 
 if TYPE_CHECKING:
     from hubrt.driver import DriverHost
-    from hubrt.hub import Hub
+    from hubrt.worker import HubLink
 
 
 def to_python(value: Any, lua_type) -> Any:
@@ -101,13 +101,14 @@ class Bridge:
 
 
 class DriverBridge(Bridge):
-    """The `host` table of one driver on the hub."""
+    """The `host` table of one driver: device reads are served from the worker's copy of the
+    driver's device records; everything else is a message to the hub through `link`."""
 
-    def __init__(self, hub: Hub, driver: DriverHost) -> None:
-        super().__init__(driver.state, driver.package.capabilities,
-                         lambda level, text: hub.log(level, driver.name, text))
-        self.hub = hub
+    def __init__(self, driver: DriverHost, link: HubLink, devices: dict[str, dict]) -> None:
+        super().__init__(driver.state, driver.package.capabilities, link.log)
         self.driver = driver
+        self.link = link
+        self.devices = devices  # id -> device record; the hub keeps it up to date
 
     def functions(self) -> dict[str, Any]:
         return {
@@ -116,8 +117,8 @@ class DriverBridge(Bridge):
             "device_ids": self.device_ids,
             "device_info": self.device_info,
             "create_device": self.create_device,
-            "timer_start": self.timer_start,
-            "timer_cancel": self.timer_cancel,
+            "timer_start": self.link.timer_start,
+            "timer_cancel": self.link.timer_cancel,
             "emit": self.emit,
             "set_online": self.set_online,
         }
@@ -126,40 +127,36 @@ class DriverBridge(Bridge):
         self.driver.lua_driver = lua_driver
 
     def device_ids(self) -> Any:
-        return self.runtime.table_from([d.id.encode() for d in self.hub.devices_of(self.driver.name)])
+        return self.runtime.table_from([device_id.encode() for device_id in self.devices])
 
     def device_info(self, device_id: bytes) -> Any:
-        device = self.hub.devices.get(as_text(device_id))
-        if device is None or device.driver != self.driver.name:
+        device = self.devices.get(as_text(device_id))
+        if device is None:
             return None
-        profile = self.driver.package.profiles[device.profile]
+        profile = self.driver.package.profiles[device["profile"]]
         return to_lua(self.runtime, {
-            "id": device.id,
-            "label": device.label,
-            "device_network_id": device.network_id,
+            "id": device["id"],
+            "label": device["label"],
+            "device_network_id": device["network_id"],
             "profile": profile.as_lua(),
-            "preferences": device.preferences,
+            "preferences": device["preferences"],
         })
 
     def create_device(self, metadata: Any) -> Any:
         meta = to_python(metadata, self.lua_type)
         if not isinstance(meta, dict):
             return None, b"try_create_device expects a table of device metadata"
-        problem = self.hub.create_device_from_driver(self.driver, meta)
-        return (None, problem.encode()) if problem else True
-
-    def timer_start(self, seconds: float, repeating: bool, name: Any) -> int:
-        return self.hub.start_timer(self.driver, float(seconds), bool(repeating), as_text(name) if name else None)
-
-    def timer_cancel(self, timer_id: int) -> None:
-        self.hub.cancel_timer(timer_id)
+        profiles = self.driver.package.profiles
+        if meta.get("profile") not in profiles:
+            return None, (f"try_create_device: unknown profile {meta.get('profile')!r}; "
+                          f"profiles: {', '.join(profiles)}").encode()
+        self.link.create_device(meta)
+        return True
 
     def emit(self, device_id: bytes, component: bytes, capability: bytes, attribute: bytes, value: Any,
              unit: Any, state_change: bool) -> None:
-        self.hub.record_event(self.driver, as_text(device_id), as_text(component), as_text(capability),
-                              as_text(attribute), to_python(value, self.lua_type),
-                              None if unit is None else as_text(unit),
-                              bool(state_change))
+        self.link.emit(as_text(device_id), as_text(component), as_text(capability), as_text(attribute),
+                       to_python(value, self.lua_type), None if unit is None else as_text(unit), bool(state_change))
 
     def set_online(self, device_id: bytes, online: bool) -> None:
-        self.hub.set_online(as_text(device_id), bool(online))
+        self.link.set_online(as_text(device_id), bool(online))

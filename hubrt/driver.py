@@ -1,26 +1,29 @@
-"""One driver on the hub: its own sandboxed Lua state, its datastore and its `host` bridge."""
+"""One driver: its own sandboxed Lua state, its datastore and its `host` bridge.
+
+A `DriverHost` is what runs inside a driver's worker (worker.py): it never
+sees the Hub object, only a `HubLink` that turns what driver code asks of the
+hub (events, logs, timers, saves) into messages. `DriverRuntime` is the bare
+form used by `hubrt lua` and the datastore tests: a Lua state and a datastore
+on a Store in the same process.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from hubrt.bridge import DriverBridge
 from hubrt.datastore import Datastore
 from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, LuaFailure, LuaState
 from hubrt.package import DriverPackage
-from hubrt.store import Store
-
-if TYPE_CHECKING:
-    from hubrt.hub import Hub
 
 
 @dataclass
 class Outcome:
     """How a call into driver code ended."""
 
-    kind: str  # "ok", "error", "timeout", "memory", "exit", "syntax"
+    kind: str  # "ok", "error", "timeout", "memory", "exit", "syntax", "died" (the worker process)
     message: str = ""
     traceback: str = ""
     values: tuple = ()
@@ -32,16 +35,29 @@ class Outcome:
     @property
     def crashed(self) -> bool:
         """Errors that end the driver's life (the hub restarts it); the rest are logged."""
-        return self.kind in ("exit", "syntax")
+        return self.kind in ("exit", "syntax", "died")
+
+    def as_message(self) -> dict:
+        return {"kind": self.kind, "message": self.message, "traceback": self.traceback}
+
+
+@dataclass
+class DriverOptions:
+    """How the hub runs its drivers (the same for every driver of one hub)."""
+
+    engine: str = DEFAULT_ENGINE
+    strict: bool = False
+    max_memory: int | None = DEFAULT_MAX_MEMORY
+    handler_timeout: float = 2.0
 
 
 class DriverRuntime:
-    """A Lua state plus its datastore, loaded from the hub's saved snapshot (used by `hubrt lua`)."""
+    """A Lua state plus its datastore, loaded from the store's saved snapshot."""
 
     def __init__(
         self,
         name: str,
-        store: Store,
+        store: Any,
         *,
         engine: str = DEFAULT_ENGINE,
         strict: bool = False,
@@ -51,6 +67,7 @@ class DriverRuntime:
         warn: Callable[[str], None] = print,
         interruptible: bool = False,
     ) -> None:
+        """`store` is a Store, or anything with its load/save/flush (a worker's link to the hub)."""
         self.name = name
         self.state = LuaState(engine, max_memory=max_memory, driver_src=src_dir, print_line=print_line,
                               interruptible=interruptible)
@@ -61,22 +78,24 @@ class DriverRuntime:
 
 
 class DriverHost(DriverRuntime):
-    """A driver package running on the hub: main chunk, dispatch of events, timers."""
+    """A driver package as it runs in its worker: main chunk, dispatch of events."""
 
-    def __init__(self, hub: Hub, package: DriverPackage) -> None:
+    def __init__(self, package: DriverPackage, link: Any, devices: dict[str, dict], options: DriverOptions,
+                 coverage: Any = None) -> None:
         self.package = package
+        self.options = options
         self.lua_driver: Any = None  # the object passed to driver:run()
         self.running = False
         super().__init__(
-            package.package_key, hub.store, engine=hub.engine, strict=hub.strict, max_memory=hub.max_memory,
-            src_dir=package.src, print_line=lambda line: hub.log("info", package.package_key, line),
-            warn=lambda text: hub.log("warn", package.package_key, text),
-            interruptible=hub.handler_timeout > 0,
+            package.package_key, link, engine=options.engine, strict=options.strict,
+            max_memory=options.max_memory, src_dir=package.src,
+            print_line=lambda line: link.log("info", line), warn=lambda text: link.log("warn", text),
+            interruptible=options.handler_timeout > 0,
         )
-        self.state.helpers.set_runtime_api(DriverBridge(hub, self).api())
-        self.state.helpers.set_clock(hub.clock.epoch_seconds)
-        if hub.coverage is not None:
-            hub.coverage.track(self.state)
+        self.state.helpers.set_runtime_api(DriverBridge(self, link, devices).api())
+        self.state.helpers.set_clock(link.epoch_seconds)
+        if coverage is not None:
+            coverage.track(self.state)
 
     def _protected(self, helper: Any, *args: Any) -> Outcome:
         try:
@@ -111,7 +130,8 @@ class DriverHost(DriverRuntime):
         outcome = self._protected(self.state.helpers.resume_main)
         return Outcome("ok") if self._running(outcome) else outcome
 
-    def call(self, timeout: float, name: str, method: str, *args: Any) -> Outcome:
-        """Calls a dispatch method of the driver object under a deadline."""
+    def call(self, name: str, method: str, *args: Any) -> Outcome:
+        """Calls a dispatch method of the driver object under the handler time limit."""
         fn = self.lua_driver[method.encode()]
-        return self._protected(self.state.helpers.dispatch, timeout, name.encode(), fn, self.lua_driver, *args)
+        return self._protected(self.state.helpers.dispatch, self.options.handler_timeout, name.encode(), fn,
+                               self.lua_driver, *args)

@@ -1,6 +1,8 @@
 """The simulated hub: the store on disk, the installed drivers, the devices, the clock.
 
-Data flows one way: CLI -> Hub -> DriverHost (Lua state) -> Datastore -> Store.
+Data flows one way: CLI -> Hub -> driver worker (Lua state, datastore) -> Store.
+Each driver runs in a worker of its own (worker.py): a process under `hubrt
+run`, so that nothing a driver does can take the hub or another driver down.
 The hub delivers lifecycle events, capability commands and timers to
 drivers, one dispatch at a time; after each dispatch (a batch) a dirty
 datastore is saved to the hub's memory, and saved snapshots are flushed to
@@ -19,20 +21,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hubrt.bridge import to_lua
 from hubrt.capabilities import Catalogue, CapabilityError
 from hubrt.coverage import LineCoverage
-from hubrt.driver import DriverHost, DriverRuntime, Outcome
+from hubrt.driver import DriverOptions, DriverRuntime, Outcome
 from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, LuaFailure
 from hubrt.inputs import InputError
 from hubrt.package import DriverPackage, load_package
 from hubrt.store import Store, StoreError
+from hubrt.worker import InlineWorker, ProcessWorker, WorkerHandle
 
 STOP_KINDS = ("driver_crash", "graceful", "power_loss")
 LIFECYCLE_EVENTS = ("init", "added", "doConfigure", "infoChanged", "driverSwitched", "removed")
 DEFAULT_FLUSH_INTERVAL = 5.0
 DEFAULT_HANDLER_TIMEOUT = 2.0
 MAX_CRASHES_AT_START = 3
+ISOLATIONS = ("process", "inline")
 
 
 class HubError(InputError):
@@ -139,7 +142,13 @@ class Hub:
         on_event: Callable[[Event], None] | None = None,
         coverage: LineCoverage | None = None,
         durable: bool = True,
+        isolation: str = "process",
     ) -> None:
+        """`isolation`: "process" runs each driver in a worker process of its own; "inline" keeps
+        the workers in this process (Lua tests: cheaper, and the same messages)."""
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
+        self.isolation = isolation
         self.state_dir = Path(state_dir)
         self.engine = engine
         self.strict = strict
@@ -154,14 +163,15 @@ class Hub:
         self.coverage = coverage  # records the lines driver code runs, when given
         self._durable = durable
         self.store = Store(state_dir, start_empty=start_empty, durable=durable)
-        self.drivers: dict[str, DriverHost | DriverRuntime] = {}
+        self.drivers: dict[str, WorkerHandle | DriverRuntime] = {}
         self.packages: dict[str, DriverPackage] = {}
         self.devices: dict[str, Device] = {}
         self.events: list[Event] = []
         self.logs: list[LogRecord] = []
-        self._timers: dict[int, _Timer] = {}
+        self._timers: dict[tuple[str, int], _Timer] = {}  # (driver, the timer id it was given) -> timer
         self._queue: list[_Timer] = []
-        self._timer_ids = itertools.count(1)
+        self._timer_seq = itertools.count(1)
+        self._stale_devices: set[str] = set()  # drivers whose workers have not seen their devices' changes
         self._last_flush = self.clock.now()
         self._current_device: str | None = None
         self._pending_creations: list[tuple] = []  # try_create_device calls, served after the dispatch
@@ -181,7 +191,7 @@ class Hub:
 
     # -- drivers -------------------------------------------------------------
 
-    def install(self, path: Path | str) -> DriverHost:
+    def install(self, path: Path | str) -> WorkerHandle:
         """Installs a driver package and starts it; its devices get `init`."""
         package = load_package(path, Catalogue.standard())
         if package.package_key in self.packages:
@@ -190,11 +200,24 @@ class Hub:
         self.packages[package.package_key] = package
         return self._start(package)
 
-    def _start(self, package: DriverPackage) -> DriverHost:
+    def _new_worker(self, package: DriverPackage) -> WorkerHandle:
+        options = DriverOptions(self.engine, self.strict, self.max_memory, self.handler_timeout)
+        args = (package, options, self._serve, lambda: self.stop_requested)
+        return ProcessWorker(*args) if self.isolation == "process" else InlineWorker(*args, coverage=self.coverage)
+
+    def _message(self, op: str, **fields: Any) -> dict:
+        return {"op": op, "now": self.clock.epoch_seconds(), "real": self.clock.real, **fields}
+
+    def _device_records(self, driver: str) -> list[dict]:
+        return [asdict(d) for d in self.devices_of(driver)]
+
+    def _start(self, package: DriverPackage) -> WorkerHandle:
+        name = package.package_key
         for _ in range(MAX_CRASHES_AT_START):
-            driver = DriverHost(self, package)
-            self.drivers[package.package_key] = driver
-            outcome = driver.start()
+            driver = self._new_worker(package)
+            self.drivers[name] = driver
+            self._stale_devices.discard(name)
+            outcome = driver.start(self._message("start", what="src/init.lua", devices=self._device_records(name)))
             if outcome.ok:
                 for device in self.devices_of(package.package_key):
                     self._lifecycle(device, "init")
@@ -202,19 +225,21 @@ class Hub:
                         # it crashed in `init` and was started again, devices and all
                         return self.drivers.get(package.package_key)
                 return driver
-            self._report(driver, "src/init.lua", outcome)
-            self._forget_timers(package.package_key)
+            self._report(name, "src/init.lua", outcome)
+            driver.kill()
+            self.drivers.pop(name, None)
+            self._forget_timers(name)
             if outcome.kind == "syntax":  # trying again cannot help
                 raise HubError(f"driver {package.package_key!r} cannot start: fix the syntax error above")
         raise HubError(f"driver {package.package_key!r} crashed {MAX_CRASHES_AT_START} times while starting; "
                        "see the errors above")
 
-    def _report(self, driver: DriverHost, what: str, outcome: Outcome) -> None:
+    def _report(self, driver: str, what: str, outcome: Outcome) -> None:
         detail = outcome.traceback or outcome.message
         if outcome.crashed:
-            self.log("error", driver.name, f"driver crash in {what}: {detail}")
+            self.log("error", driver, f"driver crash in {what}: {detail}")
         else:
-            self.log("error", driver.name, f"error in {what}: {detail}")
+            self.log("error", driver, f"error in {what}: {detail}")
 
     def check_stop(self) -> None:
         if self.stop_requested:
@@ -222,27 +247,57 @@ class Hub:
         if self.deadline is not None and time.process_time() > self.deadline[0]:
             raise StopRequested(self.deadline[1])
 
-    def _dispatch(self, driver: DriverHost, what: str, device_id: str | None, method: str, *args: Any) -> Outcome:
-        """Delivers one event to a driver: a batch, after which its datastore is saved."""
+    def _dispatch(self, driver: WorkerHandle, what: str, device_id: str | None, op: str, **fields: Any) -> Outcome:
+        """Delivers one event to a driver: a batch, after which its worker saves its datastore."""
         self.check_stop()
+        if driver.name in self._stale_devices:
+            self._stale_devices.discard(driver.name)
+            driver.notify({"op": "devices", "devices": self._device_records(driver.name)})
         self._current_device = device_id
         try:
-            outcome = driver.call(self.handler_timeout, what, method, *args)
+            outcome = driver.call(self._message(op, what=what, **fields))
         finally:
             self._current_device = None
         if outcome.crashed:
-            self._report(driver, what, outcome)
+            self._report(driver.name, what, outcome)
             self.crash_driver(driver.name)
             return outcome
         if outcome.ok:
             self._crashes.pop(driver.name, None)
         else:
-            self._report(driver, what, outcome)
+            self._report(driver.name, what, outcome)
             if self.fatal_handler_errors:
                 raise HandlerError(f"{what}: {outcome.traceback or outcome.message}")
-        driver.datastore.save()
         self._maybe_flush()
         return outcome
+
+    def _serve(self, driver: str, m: dict) -> Any:
+        """What a driver's worker tells the hub or asks of it (worker.HubLink)."""
+        op = m["op"]
+        if op == "log":
+            self.log(m["level"], driver, m["text"])
+        elif op == "emit":
+            self.record_event(driver, m["device"], m["component"], m["capability"], m["attribute"], m["value"],
+                              m["unit"], m["state_change"])
+        elif op == "save":
+            self.store.save(driver, m["changes"])
+        elif op == "timer_start":
+            self.start_timer(driver, m["id"], m["seconds"], m["repeating"], m["name"])
+        elif op == "timer_cancel":
+            self._timers.pop((driver, m["id"]), None)
+        elif op == "set_online":
+            self.set_online(m["device"], m["online"])
+        elif op == "create_device":
+            self.create_device_from_driver(driver, m["meta"])
+        elif op in ("flush", "load"):
+            try:
+                if op == "flush":
+                    self.store.flush()
+                    return {"ok": True}
+                return {"snapshot": self.store.load(driver)}
+            except StoreError as e:
+                return {"error": str(e)}
+        return None
 
     def _maybe_flush(self) -> None:
         if self.clock.now() - self._last_flush >= self.flush_interval:
@@ -252,9 +307,9 @@ class Hub:
         self.store.flush()
         self._last_flush = self.clock.now()
 
-    def _driver(self, name: str) -> DriverHost:
+    def _driver(self, name: str) -> WorkerHandle:
         driver = self.drivers.get(name)
-        if not isinstance(driver, DriverHost):
+        if not isinstance(driver, WorkerHandle):
             raise HubError(f"no driver {name!r} is installed" + (
                 f"; installed: {', '.join(self.packages)}" if self.packages else ""))
         return driver
@@ -293,6 +348,7 @@ class Hub:
     def _save_device(self, device: Device) -> None:
         record = asdict(device)
         self.store.put_device(device.id, record)
+        self._stale_devices.add(device.driver)
 
     def add_device(self, driver: str, profile: str, label: str | None = None, network_id: str | None = None,
                    preferences: dict | None = None, device_id: str | None = None) -> Device:
@@ -313,16 +369,12 @@ class Hub:
             self._lifecycle(device, event)
         return device
 
-    def create_device_from_driver(self, driver: DriverHost, meta: dict) -> str | None:
-        """try_create_device from driver code (e.g. discovery); returns a problem, or None."""
-        profile = meta.get("profile")
-        if profile not in driver.package.profiles:
-            return f"try_create_device: unknown profile {profile!r}; profiles: {', '.join(driver.package.profiles)}"
+    def create_device_from_driver(self, driver: str, meta: dict) -> None:
+        """try_create_device from driver code (e.g. discovery; its worker checked the profile)."""
         network_id = meta.get("device_network_id")
-        if network_id and any(d.network_id == network_id and d.driver == driver.name for d in self.devices.values()):
-            return None  # the hub ignores a second create for the same network id
-        self._pending_creations.append((driver.name, profile, meta.get("label"), network_id))
-        return None
+        if network_id and any(d.network_id == network_id and d.driver == driver for d in self.devices.values()):
+            return  # the hub ignores a second create for the same network id
+        self._pending_creations.append((driver, meta.get("profile"), meta.get("label"), network_id))
 
     def _create_pending(self) -> None:
         while self._pending_creations:
@@ -331,9 +383,8 @@ class Hub:
 
     def _lifecycle(self, device: Device, event: str, args: dict | None = None) -> Outcome:
         host = self._driver(device.driver)
-        outcome = self._dispatch(host, f"lifecycle {event} for {device.label}", device.id, "_on_device_lifecycle",
-                                 device.id.encode(), event.encode(),
-                                 to_lua(host.state.runtime, args) if args else None)
+        outcome = self._dispatch(host, f"lifecycle {event} for {device.label}", device.id, "lifecycle",
+                                 device=device.id, event=event, args=args)
         self._create_pending()
         return outcome
 
@@ -351,6 +402,7 @@ class Hub:
         self._lifecycle(device, "removed")
         del self.devices[device.id]
         self.store.delete_device(device.id)
+        self._stale_devices.add(device.driver)
 
     def update_device(self, ref: str, label: str | None = None, preferences: dict | None = None) -> Device:
         """Changes a device's label or preferences: the driver gets `infoChanged`."""
@@ -386,24 +438,21 @@ class Hub:
             named = host.package.capabilities.command_args(capability, command, args)
         except CapabilityError as e:
             raise HubError(str(e)) from None
-        runtime = host.state.runtime
         outcome = self._dispatch(host, f"capability {capability}.{command} for {device.label}", device.id,
-                                 "_on_capability_command", device.id.encode(), capability.encode(),
-                                 component.encode(), command.encode(),
-                                 to_lua(runtime, named) if named else None,
-                                 to_lua(runtime, list(named.values())) if named else None)
+                                 "command", device=device.id, capability=capability, component=component,
+                                 command=command, args=named)
         self._create_pending()
         return outcome
 
     def discover(self, driver: str) -> None:
         host = self._driver(driver)
-        self._dispatch(host, "discovery", None, "_on_discovery")
+        self._dispatch(host, "discovery", None, "discovery")
         self._create_pending()
 
-    def record_event(self, driver: DriverHost, device_id: str, component: str, capability: str, attribute: str,
+    def record_event(self, driver: str, device_id: str, component: str, capability: str, attribute: str,
                      value: Any, unit: Any, state_change: bool) -> None:
         device = self.devices.get(device_id)
-        record = Event(self.clock.now(), driver.name, device_id, device.label if device else device_id,
+        record = Event(self.clock.now(), driver, device_id, device.label if device else device_id,
                        component, capability, attribute, value, unit, state_change)
         self.events.append(record)
         if self.on_event is not None:
@@ -411,38 +460,33 @@ class Hub:
 
     # -- timers and time ------------------------------------------------------
 
-    def start_timer(self, driver: DriverHost, seconds: float, repeating: bool, name: str | None) -> int:
-        timer = _Timer(self.clock.now() + seconds, next(self._timer_ids), 0, driver.name,
+    def start_timer(self, driver: str, timer_id: int, seconds: float, repeating: bool, name: str | None) -> None:
+        timer = _Timer(self.clock.now() + seconds, next(self._timer_seq), timer_id, driver,
                        seconds if repeating else None, name)
-        timer.id = timer.seq
-        self._timers[timer.id] = timer
+        self._timers[driver, timer_id] = timer
         heapq.heappush(self._queue, timer)
-        return timer.id
-
-    def cancel_timer(self, timer_id: int) -> None:
-        self._timers.pop(timer_id, None)
 
     def _forget_timers(self, driver: str) -> None:
-        for timer_id in [t.id for t in self._timers.values() if t.driver == driver]:
-            del self._timers[timer_id]
+        for key in [key for key in self._timers if key[0] == driver]:
+            del self._timers[key]
 
     def advance(self, seconds: float) -> None:
         """Moves hub time forward, firing due timers in order (real time: waits)."""
         end = self.clock.now() + seconds
         while self._queue and self._queue[0].due <= end:
             timer = heapq.heappop(self._queue)
-            if self._timers.get(timer.id) is not timer:
+            if self._timers.get((timer.driver, timer.id)) is not timer:
                 continue  # cancelled
             self.clock.wait_until(timer.due)
             if timer.interval is None:
-                del self._timers[timer.id]
+                del self._timers[timer.driver, timer.id]
             else:
                 timer.due += max(timer.interval, 0.001)
                 heapq.heappush(self._queue, timer)
             driver = self.drivers.get(timer.driver)
-            if isinstance(driver, DriverHost):
+            if isinstance(driver, WorkerHandle):
                 what = f"timer {timer.name}" if timer.name else f"timer {timer.id}"
-                self._dispatch(driver, what, None, "_on_timer", timer.id)
+                self._dispatch(driver, what, None, "timer", id=timer.id)
                 self._create_pending()
         self.clock.wait_until(end)
         self._maybe_flush()
@@ -452,7 +496,9 @@ class Hub:
     def crash_driver(self, name: str) -> None:
         """Driver crash: unsaved changes die with the Lua state; the hub restarts
         a packaged driver from its saved data and sends `init` to its devices."""
-        self.drivers.pop(name, None)
+        driver = self.drivers.pop(name, None)
+        if isinstance(driver, WorkerHandle):
+            driver.kill()
         self._forget_timers(name)
         if name not in self.packages:
             return
@@ -466,15 +512,11 @@ class Hub:
     def _stop_drivers(self) -> None:
         """Every driver is told `shutdown`, its main chunk ends, and it force-saves."""
         for driver in list(self.drivers.values()):
-            if isinstance(driver, DriverHost) and driver.lua_driver is not None:
-                outcome = driver.call(self.handler_timeout, "driver_lifecycle shutdown", "_on_driver_lifecycle",
-                                      b"shutdown")
-                if not outcome.ok:
-                    self._report(driver, "driver_lifecycle shutdown", outcome)
-                outcome = driver.finish()
-                if not outcome.ok:
-                    self._report(driver, "src/init.lua after driver:run()", outcome)
-            driver.datastore.force_save()
+            if isinstance(driver, WorkerHandle):
+                for what, outcome in driver.stop(self._message("stop", what="driver_lifecycle shutdown")):
+                    self._report(driver.name, what, outcome)
+            else:
+                driver.datastore.force_save()
         self.drivers.clear()
         self._timers.clear()
         self._queue.clear()
@@ -488,6 +530,9 @@ class Hub:
 
     def lose_power(self) -> None:
         """Power cut: only what was flushed to disk survives."""
+        for driver in self.drivers.values():
+            if isinstance(driver, WorkerHandle):
+                driver.kill()
         self.drivers.clear()
         self._timers.clear()
         self._queue.clear()

@@ -311,7 +311,7 @@ class TestFile:
                 out(f"{record.time:9.3f} {record.level.upper():5} {record.driver}{device}  {record.text}")
 
             hub = Hub(Path(tmp) / "state", engine=options.engine, strict=options.strict, on_log=show,
-                      handler_timeout=options.handler_timeout, coverage=options.coverage, durable=False,
+                      handler_timeout=options.handler_timeout, coverage=options.coverage, durable=False, isolation="inline",
                       on_event=lambda e: out(f"{e.time:9.3f} EVENT {e.device} "
                                              f"{e.capability}.{e.attribute} = {e.value!r}"))
             bridge.hub = hub

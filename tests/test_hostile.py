@@ -41,7 +41,7 @@ CATALOGUE = [
      "raw-empty"),
     ("another driver's data", "assert(driver.datastore.victim_secret ~= nil, 'not visible')", "not visible"),
     ("another driver's globals", "assert(victim_global ~= nil, 'not visible either')", "not visible either"),
-    ("memory bomb", "local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(4096) .. i end", "not enough memory"),
+    ("memory bomb", "local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(2^20) .. i end", "not enough memory"),
     ("string bomb", "local s = ('x'):rep(2^27)", "not enough memory"),
     ("endless loop", "while true do end", "ran for more than"),
     ("endless loop inside pcall", "while true do pcall(function() while true do end end) end",
