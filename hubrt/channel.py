@@ -14,7 +14,7 @@ import select
 import socket
 import struct
 import time
-from typing import Any
+from collections import deque
 
 import orjson
 
@@ -30,6 +30,8 @@ class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._buf = bytearray()
+        self._ready: deque[dict] = deque()  # messages read and decoded, not yet taken
+        self._eof = False
 
     @classmethod
     def pair(cls) -> tuple[Channel, Channel]:
@@ -39,47 +41,75 @@ class Channel:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send(self, message: dict) -> None:
+    @staticmethod
+    def frame(message: dict) -> bytes:
         data = orjson.dumps(message)
+        return _HEADER.pack(len(data)) + data
+
+    def send(self, message: dict) -> None:
+        self.send_frames([self.frame(message)])
+
+    def send_frames(self, frames: list[bytes]) -> None:
+        """Several framed messages in one write."""
         try:
-            self.sock.sendall(_HEADER.pack(len(data)) + data)
+            self.sock.sendall(b"".join(frames))
         except OSError as e:  # EPIPE, ECONNRESET: the peer is gone
             raise ChannelClosed(str(e)) from None
 
-    def _take(self) -> Any:
-        if len(self._buf) < 4:
-            return None
-        (size,) = _HEADER.unpack_from(self._buf)
-        if size > MAX_MESSAGE:
-            raise ChannelClosed(f"a message of {size} bytes announced; the peer is broken")
-        if len(self._buf) < 4 + size:
-            return None
-        data = bytes(self._buf[4:4 + size])
-        del self._buf[:4 + size]
+    def _read(self, block: bool) -> bool:
+        """Reads what has arrived (waiting for something if `block`) and decodes every whole
+        message in it; False if nothing had arrived."""
         try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as e:
-            raise ChannelClosed(f"not a message: {e}") from None
+            chunk = self.sock.recv(1 << 18, 0 if block else socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError as e:
+            raise ChannelClosed(str(e)) from None
+        if not chunk:
+            self._eof = True
+            return False
+        buf = self._buf
+        buf += chunk
+        pos, end = 0, len(buf)
+        with memoryview(buf) as view:
+            while end - pos >= 4:
+                (size,) = _HEADER.unpack_from(view, pos)
+                if size > MAX_MESSAGE:
+                    raise ChannelClosed(f"a message of {size} bytes announced; the peer is broken")
+                if end - pos - 4 < size:
+                    break
+                try:
+                    self._ready.append(orjson.loads(view[pos + 4:pos + 4 + size]))
+                except orjson.JSONDecodeError as e:
+                    raise ChannelClosed(f"not a message: {e}") from None
+                pos += 4 + size
+        del buf[:pos]
+        return True
 
     def recv(self, timeout: float | None = None) -> dict | None:
         """The next message, or None when none came within `timeout` seconds (None: wait for ever).
         Raises ChannelClosed when the other end is gone."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            message = self._take()
-            if message is not None:
-                return message
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([self.sock], [], [], left)[0]:
-                    return None
-            try:
-                chunk = self.sock.recv(1 << 16)
-            except OSError as e:
-                raise ChannelClosed(str(e)) from None
-            if not chunk:
+        while not self._ready:
+            if self._eof:
                 raise ChannelClosed("the other end closed the channel")
-            self._buf += chunk
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                if not select.select([self.sock], [], [], left)[0]:
+                    return None
+            self._read(block=True)
+        return self._ready.popleft()
+
+    def received(self) -> list[dict]:
+        """Every message that has arrived, without waiting (ChannelClosed once they are taken and
+        the other end is gone)."""
+        while self._read(block=False):
+            pass
+        if not self._ready and self._eof:
+            raise ChannelClosed("the other end closed the channel")
+        taken = list(self._ready)
+        self._ready.clear()
+        return taken
 
     def close(self) -> None:
         self.sock.close()

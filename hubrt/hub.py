@@ -198,7 +198,9 @@ class Hub:
             raise HubError(f"{path}: a driver with packageKey {package.package_key!r} is already installed "
                            f"(from {self.packages[package.package_key].path})")
         self.packages[package.package_key] = package
-        return self._start(package)
+        self._start(package)
+        self.settle()
+        return self._driver(package.package_key)
 
     def _new_worker(self, package: DriverPackage) -> WorkerHandle:
         options = DriverOptions(self.engine, self.strict, self.max_memory, self.handler_timeout)
@@ -217,7 +219,8 @@ class Hub:
             driver = self._new_worker(package)
             self.drivers[name] = driver
             self._stale_devices.discard(name)
-            outcome = driver.start(self._message("start", what="src/init.lua", devices=self._device_records(name)))
+            outcome = driver.call(self._message("start", what="src/init.lua",
+                                                devices=self._device_records(name))).outcome
             if outcome.ok:
                 for device in self.devices_of(package.package_key):
                     self._lifecycle(device, "init")
@@ -247,32 +250,58 @@ class Hub:
         if self.deadline is not None and time.process_time() > self.deadline[0]:
             raise StopRequested(self.deadline[1])
 
-    def _dispatch(self, driver: WorkerHandle, what: str, device_id: str | None, op: str, **fields: Any) -> Outcome:
-        """Delivers one event to a driver: a batch, after which its worker saves its datastore."""
+    def _dispatch(self, driver: WorkerHandle, what: str, device_id: str | None, op: str, **fields: Any) -> None:
+        """Posts one event to a driver: a batch, after which its worker saves its datastore. Delivery
+        is asynchronous, as on a hub; `wait` (or `settle`) waits for the driver to be done."""
         self.check_stop()
         if driver.name in self._stale_devices:
             self._stale_devices.discard(driver.name)
             driver.notify({"op": "devices", "devices": self._device_records(driver.name)})
-        self._current_device = device_id
+        self._finish(driver, driver.post(self._message(op, what=what, **fields), device_id))
+        if self.fatal_handler_errors:
+            self.settle()
+
+    def settle(self) -> None:
+        """Waits until every driver is idle, taking in what they did; virtual time moves only then."""
+        busy = True
+        while busy:  # what one driver did (a device created, a crash) may give another work
+            busy = False
+            for driver in list(self.drivers.values()):
+                if isinstance(driver, WorkerHandle):
+                    done = driver.settle()
+                    busy = busy or bool(done)
+                    self._finish(driver, done)
+            if self._pending_creations:
+                busy = True
+                self._create_pending()
+
+    def _finish(self, driver: WorkerHandle, completions: list) -> None:
+        """Takes in dispatches a driver finished: errors are logged, a crash restarts it."""
+        for done in completions:
+            outcome = done.outcome
+            if outcome.crashed:
+                self._report(driver.name, done.what, outcome)
+                self.crash_driver(driver.name)
+                return  # whatever else it was sent died with it
+            if outcome.ok:
+                self._crashes.pop(driver.name, None)
+            else:
+                self._report(driver.name, done.what, outcome)
+                if self.fatal_handler_errors:
+                    raise HandlerError(f"{done.what}: {outcome.traceback or outcome.message}")
+        if completions:
+            self._maybe_flush()
+
+    def _serve(self, driver: str, m: dict, device: str | None) -> Any:
+        """What a driver's worker tells the hub or asks of it (worker.HubLink) while it handles an
+        event for `device`."""
+        self._current_device = device
         try:
-            outcome = driver.call(self._message(op, what=what, **fields))
+            return self._answer(driver, m)
         finally:
             self._current_device = None
-        if outcome.crashed:
-            self._report(driver.name, what, outcome)
-            self.crash_driver(driver.name)
-            return outcome
-        if outcome.ok:
-            self._crashes.pop(driver.name, None)
-        else:
-            self._report(driver.name, what, outcome)
-            if self.fatal_handler_errors:
-                raise HandlerError(f"{what}: {outcome.traceback or outcome.message}")
-        self._maybe_flush()
-        return outcome
 
-    def _serve(self, driver: str, m: dict) -> Any:
-        """What a driver's worker tells the hub or asks of it (worker.HubLink)."""
+    def _answer(self, driver: str, m: dict) -> Any:
         op = m["op"]
         if op == "log":
             self.log(m["level"], driver, m["text"])
@@ -301,9 +330,14 @@ class Hub:
 
     def _maybe_flush(self) -> None:
         if self.clock.now() - self._last_flush >= self.flush_interval:
-            self.flush()
+            self._flush()
 
     def flush(self) -> None:
+        """Writes what every driver has saved to disk, once they are idle."""
+        self.settle()
+        self._flush()
+
+    def _flush(self) -> None:
         self.store.flush()
         self._last_flush = self.clock.now()
 
@@ -367,6 +401,7 @@ class Hub:
         self._save_device(device)
         for event in ("init", "added", "doConfigure"):
             self._lifecycle(device, event)
+        self.settle()
         return device
 
     def create_device_from_driver(self, driver: str, meta: dict) -> None:
@@ -377,25 +412,24 @@ class Hub:
         self._pending_creations.append((driver, meta.get("profile"), meta.get("label"), network_id))
 
     def _create_pending(self) -> None:
+        """Devices that drivers asked for, once the dispatch that asked is over."""
         while self._pending_creations:
             driver, profile, label, network_id = self._pending_creations.pop(0)
             self.add_device(driver, profile, label=label, network_id=network_id)
 
-    def _lifecycle(self, device: Device, event: str, args: dict | None = None) -> Outcome:
-        host = self._driver(device.driver)
-        outcome = self._dispatch(host, f"lifecycle {event} for {device.label}", device.id, "lifecycle",
-                                 device=device.id, event=event, args=args)
-        self._create_pending()
-        return outcome
+    def _lifecycle(self, device: Device, event: str, args: dict | None = None) -> None:
+        self._dispatch(self._driver(device.driver), f"lifecycle {event} for {device.label}", device.id,
+                       "lifecycle", device=device.id, event=event, args=args)
 
-    def send_lifecycle(self, ref: str, event: str) -> Outcome:
+    def send_lifecycle(self, ref: str, event: str) -> None:
         """Delivers one lifecycle event (init, added, doConfigure, ...) to a device's driver."""
         if event not in LIFECYCLE_EVENTS:
             raise HubError(f"unknown lifecycle event {event!r}; events: {', '.join(LIFECYCLE_EVENTS)}")
         if event == "removed":
             self.remove_device(ref)
-            return Outcome("ok")
-        return self._lifecycle(self.device(ref), event)
+            return
+        self._lifecycle(self.device(ref), event)
+        self.settle()
 
     def remove_device(self, ref: str) -> None:
         device = self.device(ref)
@@ -403,6 +437,7 @@ class Hub:
         del self.devices[device.id]
         self.store.delete_device(device.id)
         self._stale_devices.add(device.driver)
+        self.settle()
 
     def update_device(self, ref: str, label: str | None = None, preferences: dict | None = None) -> Device:
         """Changes a device's label or preferences: the driver gets `infoChanged`."""
@@ -413,6 +448,7 @@ class Hub:
             device.preferences = {**device.preferences, **preferences}
         self._save_device(device)
         self._lifecycle(device, "infoChanged")
+        self.settle()
         return device
 
     def set_online(self, device_id: str, online: bool) -> None:
@@ -423,8 +459,9 @@ class Hub:
             self.log("info", device.driver, f"{device.label} is {'online' if online else 'offline'}")
 
     def command(self, ref: str, capability: str, command: str, args: Any = None,
-                component: str = "main") -> Outcome:
-        """Sends a capability command to a device, checked against its profile and the capability."""
+                component: str = "main", wait: bool = True) -> None:
+        """Sends a capability command to a device, checked against its profile and the capability.
+        `wait=False` returns once the command is queued to the driver (see `settle`)."""
         device = self.device(ref)
         host = self._driver(device.driver)
         components = host.package.profiles[device.profile].components
@@ -438,16 +475,15 @@ class Hub:
             named = host.package.capabilities.command_args(capability, command, args)
         except CapabilityError as e:
             raise HubError(str(e)) from None
-        outcome = self._dispatch(host, f"capability {capability}.{command} for {device.label}", device.id,
-                                 "command", device=device.id, capability=capability, component=component,
-                                 command=command, args=named)
-        self._create_pending()
-        return outcome
+        self._dispatch(host, f"capability {capability}.{command} for {device.label}", device.id,
+                       "command", device=device.id, capability=capability, component=component,
+                       command=command, args=named)
+        if wait:
+            self.settle()
 
     def discover(self, driver: str) -> None:
-        host = self._driver(driver)
-        self._dispatch(host, "discovery", None, "discovery")
-        self._create_pending()
+        self._dispatch(self._driver(driver), "discovery", None, "discovery")
+        self.settle()
 
     def record_event(self, driver: str, device_id: str, component: str, capability: str, attribute: str,
                      value: Any, unit: Any, state_change: bool) -> None:
@@ -472,6 +508,7 @@ class Hub:
 
     def advance(self, seconds: float) -> None:
         """Moves hub time forward, firing due timers in order (real time: waits)."""
+        self.settle()
         end = self.clock.now() + seconds
         while self._queue and self._queue[0].due <= end:
             timer = heapq.heappop(self._queue)
@@ -487,7 +524,7 @@ class Hub:
             if isinstance(driver, WorkerHandle):
                 what = f"timer {timer.name}" if timer.name else f"timer {timer.id}"
                 self._dispatch(driver, what, None, "timer", id=timer.id)
-                self._create_pending()
+                self.settle()
         self.clock.wait_until(end)
         self._maybe_flush()
 
@@ -513,7 +550,8 @@ class Hub:
         """Every driver is told `shutdown`, its main chunk ends, and it force-saves."""
         for driver in list(self.drivers.values()):
             if isinstance(driver, WorkerHandle):
-                for what, outcome in driver.stop(self._message("stop", what="driver_lifecycle shutdown")):
+                done = driver.call(self._message("stop", what="driver_lifecycle shutdown"))
+                for what, outcome in done.reports if done.outcome.ok else [(done.what, done.outcome)]:
                     self._report(driver.name, what, outcome)
             else:
                 driver.datastore.force_save()
@@ -525,6 +563,7 @@ class Hub:
         """Graceful stop: nothing is lost. (A second call does nothing.)"""
         if self.store.closed:
             return
+        self.settle()
         self._stop_drivers()
         self.store.close()
 
@@ -543,6 +582,7 @@ class Hub:
         """Stops the hub (or its drivers) in one of the three ways and starts again from what survived."""
         if kind not in STOP_KINDS:
             raise HubError(f"unknown kind of restart {kind!r}; choose one of {', '.join(STOP_KINDS)}")
+        self.settle()
         self.log("info", "hub", f"restart: {kind.replace('_', ' ')}")
         if kind == "driver_crash":
             for name in list(self.drivers):
@@ -558,6 +598,7 @@ class Hub:
         self._last_flush = self.clock.now()
         for package in self.packages.values():
             self._start(package)
+        self.settle()
 
     # -- standalone scripts (`hubrt lua`) -------------------------------------
 

@@ -23,6 +23,7 @@ Two transports carry the same messages:
 from __future__ import annotations
 
 import ctypes
+import gc
 import itertools
 import os
 import resource
@@ -30,6 +31,8 @@ import signal
 import sys
 import time
 import traceback
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import orjson
@@ -47,6 +50,9 @@ KILL_GRACE = 1.0
 STOP_GRACE = 2.0
 # Room for the Python interpreter and lupa above the Lua state's own cap, in the worker's RLIMIT_AS.
 ADDRESS_SPACE_ROOM = 512 * 1024 * 1024
+# Dispatches posted to a worker before the hub waits for some to finish: enough to keep a worker
+# busy while the hub prepares the next ones, few enough that neither side's socket buffer fills.
+MAX_IN_FLIGHT = 64
 
 Serve = Callable[[str, dict], Any]  # the hub's answer to a worker's message (None for notices)
 REQUESTS = ("load", "flush")  # worker messages that wait for the hub's answer
@@ -143,7 +149,7 @@ class Worker:
             self.host = DriverHost(self.package, self.link, self.devices, self.options, self.coverage)
             return self._done(self.host.start())
         if op == "stop":
-            return {"op": "done", "outcomes": self._stop()}
+            return {"op": "done", "outcome": Outcome("ok").as_message(), "reports": self._stop()}
         return self._done(self.host.call(message["what"], *self._dispatch_args(message)))
 
     def _dispatch_args(self, m: dict) -> tuple:
@@ -183,16 +189,16 @@ class Worker:
         return reports
 
 
-def serve(channel: Channel, worker: Worker) -> None:
+def serve(worker: Worker, outbox: Outbox) -> None:
     """The worker process's loop: one message from the hub at a time, until it stops or goes away."""
     while True:
         try:
-            message = channel.recv()
+            message = outbox.next_message()
         except ChannelClosed:
             return
         reply = worker.handle(message)
         if reply is not None:
-            channel.send(reply)
+            outbox.reply(reply)
         if message["op"] == "stop":
             return
 
@@ -200,8 +206,28 @@ def serve(channel: Channel, worker: Worker) -> None:
 # -- the hub side ---------------------------------------------------------------
 
 
+@dataclass
+class Completion:
+    """A dispatch the worker finished (or could not: `outcome.kind == "died"`)."""
+
+    what: str
+    device: str | None
+    outcome: Outcome
+    reports: list[tuple[str, Outcome]] = field(default_factory=list)  # a graceful stop's problems
+
+
+def _completion(what: str, device: str | None, reply: dict) -> Completion:
+    return Completion(what, device, Outcome(**reply["outcome"]),
+                      [(w, Outcome(**o)) for w, o in reply.get("reports", ())])
+
+
 class WorkerHandle:
-    """The hub's end of one driver's worker. `serve` answers what the worker sends."""
+    """The hub's end of one driver's worker.
+
+    Delivery is asynchronous, as on a hub: `post` queues a dispatch and returns what the
+    worker finished meanwhile; `settle` waits until the worker is idle. `serve(driver, message,
+    device)` answers what the worker sends while it works on a dispatch for `device`.
+    """
 
     def __init__(self, package: DriverPackage, options: DriverOptions, serve: Serve,
                  stop_requested: Callable[[], bool]) -> None:
@@ -212,28 +238,26 @@ class WorkerHandle:
         self._stop_requested = stop_requested
         self.running = False  # the main chunk is inside driver:run()
 
-    def start(self, message: dict) -> Outcome:
+    def post(self, message: dict, device: str | None = None) -> list[Completion]:
         raise NotImplementedError
 
-    def call(self, message: dict) -> Outcome:
-        """Sends one dispatch and waits until the worker is done with it."""
+    def settle(self) -> list[Completion]:
         raise NotImplementedError
 
     def notify(self, message: dict) -> None:
-        raise NotImplementedError
-
-    def stop(self, message: dict) -> list[tuple[str, Outcome]]:
-        """Graceful stop; returns what went wrong in shutdown, as (what, outcome)."""
+        """A message that needs no answer (the driver's device records)."""
         raise NotImplementedError
 
     def kill(self) -> None:
         """Ends the worker at once: what it did not save is lost."""
         raise NotImplementedError
 
-    @staticmethod
-    def _outcome(reply: dict) -> Outcome:
-        o = reply["outcome"]
-        return Outcome(o["kind"], o["message"], o["traceback"])
+    def call(self, message: dict) -> Completion:
+        """Posts one dispatch and waits for it (the worker must be idle)."""
+        done = (self.post(message) + self.settle())[-1]
+        if message["op"] == "start":
+            self.running = done.outcome.ok
+        return done
 
 
 class InlineWorker(WorkerHandle):
@@ -241,34 +265,32 @@ class InlineWorker(WorkerHandle):
 
     def __init__(self, *args: Any, coverage: Any = None) -> None:
         super().__init__(*args)
+        self._device: str | None = None
         self.worker = Worker(self.package, self.options, self._notice, self._request, coverage)
 
     def _notice(self, message: dict) -> None:
-        self._serve(self.name, roundtrip(message))
+        self._serve(self.name, roundtrip(message), self._device)
 
     def _request(self, message: dict) -> dict:
-        return roundtrip(self._serve(self.name, roundtrip(message)))
+        return roundtrip(self._serve(self.name, roundtrip(message), self._device))
 
-    def _exchange(self, message: dict) -> dict:
-        return roundtrip(self.worker.handle(roundtrip(message)))
+    def post(self, message: dict, device: str | None = None) -> list[Completion]:
+        self._device = device
+        try:
+            reply = roundtrip(self.worker.handle(roundtrip(message)))
+        finally:
+            self._device = None
+        return [_completion(message["what"], device, reply)]
 
-    def start(self, message: dict) -> Outcome:
-        return self.call(message)
-
-    def call(self, message: dict) -> Outcome:
-        outcome = self._outcome(self._exchange(message))
-        self.running = self.worker.host is not None and self.worker.host.running
-        return outcome
+    def settle(self) -> list[Completion]:
+        return []
 
     def notify(self, message: dict) -> None:
         self.worker.handle(roundtrip(message))
 
-    def stop(self, message: dict) -> list[tuple[str, Outcome]]:
-        reply = self._exchange(message)
-        return [(what, Outcome(**o)) for what, o in reply["outcomes"]]
-
     def kill(self) -> None:
         self.worker = None  # the Lua state is garbage from here on
+        self.running = False
 
 
 _libc = None
@@ -296,6 +318,10 @@ class ProcessWorker(WorkerHandle):
         super().__init__(*args)
         self.pid = 0
         self.channel: Channel | None = None
+        self._in_flight: deque[tuple[str, str | None]] = deque()  # (what, device) of each posted dispatch
+        self._progress = 0.0  # when the worker last said anything
+        self._stopping_since: float | None = None  # when the hub was found told to stop
+        self._graceful_stop = False  # the worker was sent "stop"
 
     # -- the child --------------------------------------------------------
 
@@ -310,8 +336,8 @@ class ProcessWorker(WorkerHandle):
             try:
                 hub_end.close()
                 self._become_worker(hub_pid, worker_end)
-                serve(worker_end, Worker(self.package, self.options, worker_end.send,
-                                         lambda m: _request(worker_end, m)))
+                outbox = Outbox(worker_end)
+                serve(Worker(self.package, self.options, outbox.notify, outbox.request), outbox)
                 code = 0
             except ChannelClosed:
                 code = 0  # the hub went away
@@ -323,8 +349,6 @@ class ProcessWorker(WorkerHandle):
         self.pid, self.channel = pid, hub_end
 
     def _become_worker(self, hub_pid: int, channel: Channel) -> None:
-        import gc
-
         gc.freeze()  # the hub's objects copied into this process are never finalised here
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the hub's to handle
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -340,68 +364,99 @@ class ProcessWorker(WorkerHandle):
 
     # -- the hub's end ----------------------------------------------------
 
-    def start(self, message: dict) -> Outcome:
-        self._fork()
-        return self.call(message)
-
-    def call(self, message: dict) -> Outcome:
-        reply = self._exchange(message, self._limit())
-        if isinstance(reply, Outcome):
-            return reply
-        outcome = self._outcome(reply)
-        if message["op"] == "start":
-            self.running = outcome.ok
-        return outcome
-
-    def _limit(self) -> float | None:
+    def _limit(self, op: str) -> float | None:
+        """Seconds of silence after which a busy worker is killed."""
         timeout = self.options.handler_timeout
-        return timeout + max(timeout, KILL_GRACE) if timeout > 0 else None
+        limit = timeout + max(timeout, KILL_GRACE) if timeout > 0 else None
+        if op == "stop":  # shutdown and the rest of the main chunk; bounded even without a handler limit
+            return 2 * (limit or 0) + STOP_GRACE
+        return limit
+
+    def post(self, message: dict, device: str | None = None) -> list[Completion]:
+        if message["op"] == "start":
+            self._fork()
+        done = self._drain(MAX_IN_FLIGHT // 2) if len(self._in_flight) >= MAX_IN_FLIGHT else []
+        what = message["what"]
+        if self.channel is None:
+            return done + [Completion(what, device, Outcome("died", "the worker process is gone"))]
+        try:
+            self.channel.send(message)
+        except ChannelClosed:
+            return done + self._died([(what, device)])
+        if not self._in_flight:
+            self._progress = time.monotonic()
+        self._in_flight.append((what, device))
+        if message["op"] == "stop":
+            self._graceful_stop = True
+            done += self._drain(0)
+            self._close()
+            self._reap(block=True)
+        return done
+
+    def settle(self) -> list[Completion]:
+        return self._drain(0) if self._in_flight else []
 
     def notify(self, message: dict) -> None:
-        try:
-            self.channel.send(message)
-        except ChannelClosed:
-            pass  # found out, and reported, at the next call
-
-    def _exchange(self, message: dict, limit: float | None) -> dict | Outcome:
-        """Sends a message and serves the worker until its `done`; an Outcome if the worker died
-        or had to be killed."""
-        try:
-            self.channel.send(message)
-        except ChannelClosed:
-            return self._died()
-        start = time.monotonic()
-        deadline = None if limit is None else start + limit
-        stopping = False
-        while True:
+        if self.channel is not None:
             try:
-                reply = self.channel.recv(timeout=0.1)
+                self.channel.send(message)
             except ChannelClosed:
-                return self._died()
-            now = time.monotonic()
-            if reply is None:
-                if not stopping and self._stop_requested():
-                    stopping = True
-                    deadline = min(deadline or now + STOP_GRACE, now + STOP_GRACE)
-                if deadline is not None and now > deadline:
-                    took = now - start
-                    self.kill()
-                    cause = ("it was still busy when the hub was told to stop" if stopping else
-                             f"it did not stop at --handler-timeout {self.options.handler_timeout:g} s "
-                             "(stuck where no Lua hook reaches, e.g. a C function or a finaliser)")
-                    return Outcome("died", f"{message.get('what', message['op'])}: the worker process was "
-                                           f"killed after {took:.1f} s: {cause}")
-                continue
-            if reply["op"] == "done":
-                return reply
-            answer = self._serve(self.name, reply)
-            if reply["op"] in REQUESTS:
-                try:
-                    self.channel.send(answer)
-                except ChannelClosed:
-                    return self._died()
+                pass  # found out, and reported, at the next dispatch
 
-    def _died(self) -> Outcome:
+    def _drain(self, target: int) -> list[Completion]:
+        """Serves the worker until at most `target` dispatches are in flight. Kills a worker that
+        stays silent past its limit."""
+        done: list[Completion] = []
+        channel = self.channel
+        while len(self._in_flight) > target:
+            try:
+                messages = channel.received()
+                if not messages:
+                    first = channel.recv(timeout=0.1)
+                    messages = [first] + channel.received() if first is not None else []
+            except ChannelClosed:
+                return done + self._died(list(self._in_flight))
+            if not messages:
+                stuck = self._stuck()
+                if stuck:
+                    return done + self._killed(stuck)
+                continue
+            self._progress = time.monotonic()
+            for message in messages:
+                if message["op"] == "done":
+                    what, device = self._in_flight.popleft()
+                    done.append(_completion(what, device, message))
+                    continue
+                answer = self._serve(self.name, message, self._in_flight[0][1])
+                if message["op"] in REQUESTS:
+                    try:
+                        channel.send({"op": "answer", **answer})
+                    except ChannelClosed:
+                        return done + self._died(list(self._in_flight))
+        return done
+
+    def _stuck(self) -> str | None:
+        """Why the busy worker must be killed now, if it must."""
+        now = time.monotonic()
+        if self._stop_requested():
+            self._stopping_since = self._stopping_since or now
+            if now - self._stopping_since > STOP_GRACE:
+                return "it was still busy when the hub was told to stop"
+        limit = self._limit("stop" if self._graceful_stop else "dispatch")
+        if limit is not None and now - self._progress > limit:
+            return (f"it did not stop at --handler-timeout {self.options.handler_timeout:g} s (stuck where no "
+                    "Lua hook reaches, e.g. a C function or a finaliser)")
+        return None
+
+    def _killed(self, cause: str) -> list[Completion]:
+        silent = time.monotonic() - self._progress
+        lost = list(self._in_flight)
+        self.kill()
+        what, device = lost[0]
+        return [Completion(what, device, Outcome("died", f"the worker process was killed after {silent:.1f} s "
+                                                         f"without an answer: {cause}{_lost(lost)}"))]
+
+    def _died(self, lost: list[tuple[str, str | None]]) -> list[Completion]:
         status = self._reap(block=True)
         if status is not None and os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
@@ -416,7 +471,8 @@ class ProcessWorker(WorkerHandle):
         else:
             detail = "it went away"
         self._close()
-        return Outcome("died", f"the worker process died: {detail}")
+        what, device = lost[0]
+        return [Completion(what, device, Outcome("died", f"the worker process died: {detail}{_lost(lost)}"))]
 
     def _reap(self, block: bool) -> int | None:
         if not self.pid:
@@ -434,16 +490,8 @@ class ProcessWorker(WorkerHandle):
         if self.channel is not None:
             self.channel.close()
             self.channel = None
+        self._in_flight.clear()
         self.running = False
-
-    def stop(self, message: dict) -> list[tuple[str, Outcome]]:
-        # shutdown and the end of the main chunk each get the handler limit; bounded even without one
-        reply = self._exchange(message, 2 * (self._limit() or 0) + STOP_GRACE)
-        self._close()
-        if isinstance(reply, Outcome):
-            return [("driver_lifecycle shutdown", reply)]
-        self._reap(block=True)
-        return [(what, Outcome(**o)) for what, o in reply["outcomes"]]
 
     def kill(self) -> None:
         if self.pid:
@@ -455,10 +503,50 @@ class ProcessWorker(WorkerHandle):
         self._close()
 
 
-def _request(channel: Channel, message: dict) -> dict:
-    """A worker's question to the hub: the hub answers before it sends anything else."""
-    channel.send(message)
-    answer = channel.recv()
-    if answer is None:
-        raise ChannelClosed("no answer from the hub")
-    return answer
+def _lost(lost: list[tuple[str, str | None]]) -> str:
+    rest = len(lost) - 1
+    return f"; {rest} more message(s) queued to the driver were lost with it" if rest > 0 else ""
+
+
+class Outbox:
+    """The worker's end of the channel: what a dispatch tells the hub goes out in one write at its end
+    (events, saves), except log lines, which go at once, so that the last thing a handler logged
+    before it got stuck is seen."""
+
+    LIMIT = 1 << 16
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._backlog: deque[dict] = deque()  # dispatches that came while waiting for an answer
+
+    def notify(self, message: dict) -> None:
+        frame = self.channel.frame(message)
+        self._pending.append(frame)
+        self._size += len(frame)
+        if self._size > self.LIMIT or message["op"] == "log":
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.channel.send_frames(self._pending)
+            self._pending.clear()
+            self._size = 0
+
+    def request(self, message: dict) -> dict:
+        """A worker's question to the hub. Dispatches the hub queued meanwhile wait their turn."""
+        self.notify(message)
+        self.flush()
+        while True:
+            incoming = self.channel.recv()
+            if incoming["op"] == "answer":
+                return incoming
+            self._backlog.append(incoming)
+
+    def next_message(self) -> dict:
+        return self._backlog.popleft() if self._backlog else self.channel.recv()
+
+    def reply(self, message: dict) -> None:
+        self.notify(message)
+        self.flush()
