@@ -365,7 +365,7 @@ class Datastore:
         self._table_from = state.runtime.table_from
         self.api = lua_functions(state.host_chunk("datastore.lua")(state.table(
             warn=self._lua_warn,
-            save=self.save,
+            save=self.save_now,
             force_save=self.force_save,
             is_dirty=lambda: bool(self.dirty),
             commit=self.commit,
@@ -488,6 +488,12 @@ class Datastore:
                 None if value is None else orjson.dumps(root.json_value(key, value)).decode())
         self.dirty.clear()
         self.store.save(self.driver, changes)
+
+    def save_now(self) -> None:
+        """`ds:save()`: saved, and in the hub's hands before it returns (a crash right after loses
+        nothing), where the save after each dispatch may travel with the dispatch's other news."""
+        self.save()
+        self.store.hand_over()
 
     def force_save(self) -> None:
         self.dirty.update(dict.fromkeys(self.root.backing.keys()))

@@ -151,6 +151,9 @@ class Store:
         """Takes a driver's changed keys into the hub's memory (JSON text, None = deleted)."""
         self._pending.setdefault(driver, {}).update(changes)
 
+    def hand_over(self) -> None:
+        """Saves reach this store at once (a driver's worker sends its saves; see worker.HubLink)."""
+
     def pending(self) -> bool:
         return bool(self._pending)
 

@@ -70,9 +70,11 @@ class HubLink:
     """What driver code asks of the hub, as messages. It is also the datastore's store: `save`
     hands changed keys to the hub's memory, `flush` (commit) and `load` wait for the hub."""
 
-    def __init__(self, notify: Callable[[dict], None], request: Callable[[dict], dict]) -> None:
+    def __init__(self, notify: Callable[[dict], None], request: Callable[[dict], dict],
+                 deliver: Callable[[], None]) -> None:
         self._notify = notify
         self._request = request
+        self.hand_over = deliver  # what was notified so far reaches the hub now (an explicit ds:save())
         self._timer_ids = itertools.count(1)
         self.now = time.time()  # hub time (as epoch seconds) when the current message was sent
         self._received = time.monotonic()
@@ -128,10 +130,11 @@ class Worker:
     """One driver as its worker runs it: answers the hub's messages."""
 
     def __init__(self, package: DriverPackage, options: DriverOptions, notify: Callable[[dict], None],
-                 request: Callable[[dict], dict], coverage: Any = None) -> None:
+                 request: Callable[[dict], dict], deliver: Callable[[], None] = lambda: None,
+                 coverage: Any = None) -> None:
         self.package = package
         self.options = options
-        self.link = HubLink(notify, request)
+        self.link = HubLink(notify, request, deliver)
         self.devices: dict[str, dict] = {}
         self.coverage = coverage
         self.host: DriverHost | None = None
@@ -266,7 +269,7 @@ class InlineWorker(WorkerHandle):
     def __init__(self, *args: Any, coverage: Any = None) -> None:
         super().__init__(*args)
         self._device: str | None = None
-        self.worker = Worker(self.package, self.options, self._notice, self._request, coverage)
+        self.worker = Worker(self.package, self.options, self._notice, self._request, coverage=coverage)
 
     def _notice(self, message: dict) -> None:
         self._serve(self.name, roundtrip(message), self._device)
@@ -337,7 +340,7 @@ class ProcessWorker(WorkerHandle):
                 hub_end.close()
                 self._become_worker(hub_pid, worker_end)
                 outbox = Outbox(worker_end)
-                serve(Worker(self.package, self.options, outbox.notify, outbox.request), outbox)
+                serve(Worker(self.package, self.options, outbox.notify, outbox.request, outbox.flush), outbox)
                 code = 0
             except ChannelClosed:
                 code = 0  # the hub went away

@@ -1,0 +1,173 @@
+"""The hub survives its drivers: each driver runs in a worker process, so an engine crash, a
+handler stuck where no Lua hook reaches, or a finaliser gone wrong ends that driver's worker
+only. It is treated as a driver crash of that driver (restarted from what it saved); the other
+drivers go on and lose nothing."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, make_driver
+from hubrt.store import Store
+
+VICTIM = """
+local Driver = require "st.driver"
+local capabilities = require "st.capabilities"
+Driver("victim", {capability_handlers = {[capabilities.switch.ID] = {
+  on = function(driver) driver.datastore.count = (driver.datastore.count or 0) + 1 end,
+}}}):run()
+"""
+
+# handler bodies that end the worker (or would hang the hub) -- each must cost only that driver
+KILLERS = {
+    # LuaJIT: C-level recursion through gsub segfaults; Lua 5.3 raises "C stack overflow"
+    "gsub recursion": 'local function f() return (string.gsub("x", "x", f)) end pcall(f)',
+    "nested coroutine.wrap recursion":
+        "local function f() return coroutine.wrap(f)() end pcall(f)",
+    # a pattern match runs in C: no count hook fires until it returns (hours)
+    "pathological pattern": 'string.find(string.rep("a", 3000), ".-.-.-.-.-.-.-.-b")',
+    # a coroutine made at the top level, before any handler deadline existed
+    "endless loop in a top-level coroutine": "spin()",
+}
+
+
+def hostile(body: str) -> str:
+    return f"""
+local Driver = require "st.driver"
+local capabilities = require "st.capabilities"
+spin = coroutine.wrap(function() while true do end end)
+Driver("hostile", {{capability_handlers = {{[capabilities.switch.ID] = {{
+  on = function(driver) driver.datastore.before = true; driver.datastore:save(); {body} end,
+  off = function(driver) driver.datastore.alive = true end,
+}}}}}}):run()
+"""
+
+
+@pytest.mark.parametrize("name", list(KILLERS))
+def test_a_killing_handler_costs_only_its_own_driver(new_hub, tmp_path, engine, name):
+    hub = new_hub(handler_timeout=0.3)
+    hub.install(make_driver(tmp_path / "hostile", hostile(KILLERS[name]), key="hostile"))
+    hub.install(make_driver(tmp_path / "victim", VICTIM, key="victim"))
+    hub.add_device("hostile", "switch", label="H")
+    hub.add_device("victim", "switch", label="V")
+    hub.command("V", "switch", "on")  # saved in the hub's memory, not yet flushed
+    start = time.monotonic()
+    hub.command("H", "switch", "on")
+    took = time.monotonic() - start
+    assert took < 10, f"the hub waited {took:.1f} s"
+    for text in (r.text for r in hub.logs if r.level == "error" and r.driver == "hostile"):
+        assert "capability switch.on for H" in text, text  # (Lua 5.3's pcall catches the C recursion)
+    hub.command("V", "switch", "on")
+    hub.command("H", "switch", "off")  # the hostile driver runs again (restarted, or never down)
+    hub.shutdown()
+    store = Store(tmp_path / "state")
+    try:
+        assert store.load("victim")["count"] == 2, "the other driver lost nothing"
+        hostile_data = store.load("hostile")
+        assert hostile_data["before"] is True and hostile_data["alive"] is True
+    finally:
+        store.lose_power()
+
+
+def test_a_segfault_is_named_as_an_engine_crash(new_hub, tmp_path):
+    hub = new_hub(engine="luajit")
+    hub.install(make_driver(tmp_path / "hostile", hostile(KILLERS["gsub recursion"]), key="hostile"))
+    hub.add_device("hostile", "switch", label="H")
+    hub.command("H", "switch", "on")
+    crash = [r.text for r in hub.logs if "driver crash" in r.text]
+    assert crash and "SIGSEGV" in crash[0] and "the Lua engine crashed" in crash[0], crash
+    assert any("restarting the driver after a crash" in r.text for r in hub.logs)
+
+
+def test_a_stuck_worker_is_killed_and_named(new_hub, tmp_path):
+    hub = new_hub(handler_timeout=0.3)
+    hub.install(make_driver(tmp_path / "hostile", hostile(KILLERS["pathological pattern"]), key="hostile"))
+    hub.add_device("hostile", "switch", label="H")
+    hub.command("H", "switch", "on")
+    crash = [r.text for r in hub.logs if "driver crash" in r.text]
+    assert crash, [r.text for r in hub.logs]
+    assert "capability switch.on for H" in crash[0] and "was killed after" in crash[0] \
+        and "--handler-timeout 0.3 s" in crash[0], crash[0]
+
+
+FINALISER = """
+local Driver = require "st.driver"
+local capabilities = require "st.capabilities"
+local driver
+driver = Driver("gc", {capability_handlers = {[capabilities.switch.ID] = {
+  on = function(d)
+    d.datastore.n = (d.datastore.n or 0) + 1
+    setmetatable({}, {__gc = function() driver.datastore.from_gc = true; driver.datastore:save() end})
+  end,
+}}})
+driver:run()
+"""
+
+
+@pytest.mark.parametrize("stop", ["driver_crash", "graceful", "power_loss"])
+def test_finalisers_that_touch_the_datastore_do_not_crash_the_hub(new_hub, tmp_path, engine, stop):
+    hub = new_hub()
+    hub.install(make_driver(tmp_path / "gc", FINALISER, key="gc"))
+    hub.install(make_driver(tmp_path / "victim", VICTIM, key="victim"))
+    hub.add_device("gc", "switch", label="G")
+    hub.add_device("victim", "switch", label="V")
+    for _ in range(3):
+        hub.command("G", "switch", "on")
+    hub.command("V", "switch", "on")
+    hub.flush()
+    hub.restart(stop)
+    hub.command("G", "switch", "on")
+    hub.command("V", "switch", "on")
+    hub.shutdown()
+    store = Store(tmp_path / "state")
+    try:
+        assert store.load("victim")["count"] == 2
+        assert store.load("gc")["n"] == 4
+    finally:
+        store.lose_power()
+
+
+RUNAWAY_SCENARIO = """
+- add_device: {profile: switch, label: V, driver: victim}
+- command: {device: V, capability: switch, command: "on"}
+- add_device: {profile: switch, label: H, driver: hostile}
+- command: {device: H, capability: switch, command: "on"}
+- assert: {device: V, field: never, equals: 1}
+"""
+
+
+def test_sigterm_stops_the_hub_whatever_a_driver_is_doing(tmp_path):
+    """With no handler limit at all, a driver stuck in C still cannot keep the hub from stopping."""
+    make_driver(tmp_path / "hostile", hostile(KILLERS["pathological pattern"]), key="hostile")
+    make_driver(tmp_path / "victim", VICTIM, key="victim")
+    (tmp_path / "s.yml").write_text(RUNAWAY_SCENARIO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hubrt", "run", str(tmp_path / "victim"), str(tmp_path / "hostile"),
+         "--script", str(tmp_path / "s.yml"), "--state", str(tmp_path / "state"), "--handler-timeout", "0"],
+        cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # the hostile handler is running by now
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    took = time.monotonic() - start
+    assert took < 8, f"SIGTERM took {took:.1f} s"
+    assert "told to stop" in err, err
+    assert "killed" in err, err
+    store = Store(tmp_path / "state")
+    try:
+        assert store.load("victim")["count"] == 1, "the other driver's saved data was flushed"
+    finally:
+        store.lose_power()
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in _children(proc.pid)), "no worker left behind"
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
