@@ -31,6 +31,11 @@ UNSUPPORTED = "Data store keys and values must be JSON encodable: {}"
 DESCRIBE_IN_LUA = "\x00"
 METATABLE = "datastore table values should be simple and not include metatable functionality"
 ROOT_NAME = "datastore"
+# How deep tables may nest below a top-level key. JSON encoders and decoders stop somewhere
+# (orjson at 255 levels), so a deeper table could be assigned but never saved or reloaded;
+# it is refused at the assignment instead, well below any such limit.
+MAX_DEPTH = 100
+_INT64 = 2**63
 
 _MISSING = object()
 _IDENTIFIER = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -83,6 +88,31 @@ def _show_value(value: Any) -> str:
     if type(value) is bytes:
         return orjson.dumps(value.decode("utf-8", "replace")).decode()
     return key_text(value).decode() if type(value) is float else str(value)
+
+
+def number_key(key: float, where: str) -> Any:
+    """A float key as the datastore keeps it: as an integer when it is one (Lua 5.3 makes
+    t[1.0] the same key as t[1]); refused when it cannot be saved as itself -- NaN, or a number
+    whose saved text (Lua's tostring, 14 digits) would read back as another number."""
+    if key != key:
+        raise Rejected(f"a key of {where} is NaN, which no table can hold as a key")
+    if key.is_integer() and -_INT64 <= key < _INT64:
+        return int(key)
+    text = key_text(key)
+    if float(text) != key:
+        raise Rejected(f'{where}: the key {key!r} would be saved as "{text.decode()}", which reads back as '
+                       "another number; use a string key (or an integer)")
+    return key
+
+
+def _too_deep(at: str) -> Rejected:
+    return Rejected(f"{at}: tables nested more than {MAX_DEPTH} levels deep cannot be saved (JSON has a "
+                    "nesting limit); flatten the data")
+
+
+def _height(node: Node) -> int:
+    """Levels of tables from this view down (1 for a table of scalars)."""
+    return 1 + max((_height(child) for child in node.children.values()), default=0)
 
 
 def _clash(path: str, number: Any) -> Rejected:
@@ -180,7 +210,8 @@ class Node:
     table is saved as a JSON array or as an object with string keys.
     """
 
-    __slots__ = ("ds", "id", "backing", "parent", "key", "top", "children", "n_num", "n_odd", "n_str", "max_int",
+    __slots__ = ("ds", "id", "backing", "parent", "key", "top", "depth", "children", "n_num", "n_odd", "n_str",
+                 "max_int",
                  "write", "_set_fast", "__weakref__")
 
     def __init__(self, ds: Datastore, parent: Node | None, key: Any, top: Any, shape: Shape = (0, 0, 0, 0)) -> None:
@@ -190,6 +221,7 @@ class Node:
         self.parent = parent
         self.key = key
         self.top = top  # the top-level key this table lives under (None for the datastore itself)
+        self.depth = 0 if parent is None else parent.depth + 1
         # key -> Node of the table stored there. Every table assignment goes through
         # write_checked, which keeps this right; a key that now holds a scalar may
         # keep an entry until it is deleted, which is harmless (only read for tables).
@@ -220,7 +252,7 @@ class Node:
         plan = None
         if v is not None:
             if ds.lua_type(v) == "table":
-                plan = ds.plan_table(v, at, warnings)
+                plan = ds.plan_table(v, at, warnings, self.depth + 1)
             else:
                 ds.check_scalar(v, at, warnings, None)
         shape = self._shape_after(key, v is None, path, warnings)
@@ -241,8 +273,10 @@ class Node:
             if not _is_utf8(k):
                 raise _not_utf8(f"a key of {path}")
             return k
-        if tk is int or tk is float:
+        if tk is int:
             return k
+        if tk is float:
+            return number_key(k, path)
         raise Rejected(UNSUPPORTED.format(DESCRIBE_IN_LUA) + f" (a key of {path}; JSON keys are strings)", b"k")
 
     def _shape_after(self, key: Any, deleting: bool, path: str, warnings: list) -> Shape:
@@ -396,13 +430,18 @@ class Datastore:
             raise Rejected(UNSUPPORTED.format(self.api.describe_value(*owner).decode("utf-8", "replace"))
                            + f" (at {at})")
 
-    def plan_table(self, t: Any, at: str, warnings: list, seen: dict | None = None) -> _Plan:
-        """Validates a table value completely, changing nothing."""
+    def plan_table(self, t: Any, at: str, warnings: list, depth: int, seen: dict | None = None) -> _Plan:
+        """Validates a table value that would sit `depth` levels below the datastore, changing nothing."""
         kind, ident = self.api.inspect(t)
         if kind == 2:
             raise Rejected(f"{METATABLE} (at {at})")
         if kind == 1:
-            return _Plan(t, {}, (0, 0, 0, 0), view=self.nodes[ident])
+            view = self.nodes[ident]
+            if depth + _height(view) - 1 > MAX_DEPTH:
+                raise _too_deep(at)
+            return _Plan(t, {}, (0, 0, 0, 0), view=view)
+        if depth > MAX_DEPTH:
+            raise _too_deep(at)
         seen = {} if seen is None else seen
         if ident in seen:
             first = seen[ident]
@@ -418,7 +457,9 @@ class Datastore:
             if tk is bytes:
                 if not (k.isascii() or _is_utf8(k)):
                     raise _not_utf8(f"a key of {at}")
-            elif tk is not int and tk is not float:
+            elif tk is float:
+                number_key(k, at)
+            elif tk is not int:
                 raise Rejected(UNSUPPORTED.format(self.api.describe_bad_key(t).decode("utf-8", "replace"))
                                + f" (a key of {at}; JSON keys are strings)")
             keys.append(k)
@@ -426,7 +467,7 @@ class Datastore:
                 continue
             child_at = at + _show_key(k)  # only built for values that may warn or fail
             if self.lua_type(v) == "table":
-                children[k] = self.plan_table(v, child_at, warnings, seen)
+                children[k] = self.plan_table(v, child_at, warnings, depth + 1, seen)
             else:
                 self.check_scalar(v, child_at, warnings, (t, k))
         shape = _shape_of(keys)

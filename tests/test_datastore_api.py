@@ -308,3 +308,108 @@ def test_length_of_datastore_tables_follows_the_hub(lua_hub):
         for _ in ipairs(ds.list) do n = n + 1 end
         assert(n == 3)
     """)
+
+
+def test_no_iterator_hands_out_a_views_backing_table(lua_hub):
+    """pairs() must not give driver code the hidden backing table: writes to it would skip validation."""
+    lua_hub.run("""
+        local ds = require("datastore").init()
+        ds.a = {x = 1}
+        ds.b = {1, 2}
+        for _, view in ipairs{ds, ds.a, ds.b} do
+          for _, iter in ipairs{pairs, ipairs} do
+            local results = {iter(view)}
+            for i = 2, #results do
+              assert(type(results[i]) ~= "table" or results[i] == view, "an iterator gave out a table")
+            end
+          end
+        end
+        local seen = {}
+        for k, v in pairs(ds.a) do seen[k] = v end
+        assert(seen.x == 1, "pairs still iterates")
+    """)
+
+
+@pytest.mark.parametrize("levels", [101, 300, 3000])
+def test_tables_too_deep_to_save_are_refused_at_the_assignment(lua_hub, levels):
+    message = lua_hub.fails(f"""
+        local ds = require("datastore").init()
+        local t = {{}}
+        local cur = t
+        for i = 1, {levels} do cur.n = {{}}; cur = cur.n end
+        ds.ok = 1
+        ds.deep = t
+    """)
+    assert message.startswith("driver.lua:7: datastore.deep.n") and "nested more than 100 levels" in message, message
+    lua_hub.run("""
+        local ds = require("datastore").init()
+        assert(ds.deep == nil, "the refused write changed nothing")
+        local t = {}
+        local cur = t
+        for i = 1, 99 do cur.n = {}; cur = cur.n end
+        ds.deep = t
+        assert(ds:commit())
+    """)
+    lua_hub.restart()
+    lua_hub.run("""
+        local ds = require("datastore").init()
+        local cur, n = ds.deep, 1
+        while cur.n do cur = cur.n; n = n + 1 end
+        assert(n == 100 and ds.ok == 1, n)
+    """)
+
+
+@pytest.mark.parametrize("key, saved_as", [("0.1 + 0.2", "0.3"), ("1 + 2^-52", "1"), ("2^70 + 2^20", None)])
+def test_number_keys_whose_saved_text_is_another_number_are_refused(lua_hub, key, saved_as):
+    message = lua_hub.fails(f"""
+        local ds = require("datastore").init()
+        ds.t = {{}}
+        ds.t[{key}] = "x"
+    """)
+    assert message.startswith("driver.lua:4: datastore.t: the key ") and "reads back as another number" in message
+    if saved_as:
+        assert f'would be saved as "{saved_as}"' in message
+    message = lua_hub.fails(f"""
+        local ds = require("datastore").init()
+        ds.u = {{[{key}] = "x"}}
+    """)
+    assert message.startswith("driver.lua:3: datastore.u: the key "), message
+
+
+def test_integer_valued_keys_are_the_integers_they_equal(lua_hub):
+    """Lua makes t[1.0] the key 1, and 2^60 (a float on 5.3) the integer key 2^60."""
+    lua_hub.run("""
+        local ds = require("datastore").init()
+        ds.list = {}
+        ds.list[1.0] = "a"
+        ds.list[2] = "b"
+        ds[2^60] = "big"
+        ds[2^60 + 256] = "bigger"
+        ds:save()
+    """)
+    lua_hub.restart()
+    lua_hub.run("""
+        local ds = require("datastore").init()
+        assert(ds.list[1] == "a" and ds.list[2] == "b", "the list is saved as a list")
+        assert(ds["1152921504606846976"] == "big" and ds["1152921504606847232"] == "bigger")
+        local n = 0
+        for _ in pairs(ds) do n = n + 1 end
+        assert(n == 3, "no phantom keys: " .. n)
+    """)
+
+
+def test_a_refused_nan_key_changes_nothing_and_names_the_drivers_line(lua_hub):
+    lua_hub.run("""
+        local ds = require("datastore").init()
+        ds.t = {}
+        local ok, err = pcall(function() ds.t[0/0] = "x" end)
+        assert(not ok and err:find("^driver.lua:4: a key of datastore.t is NaN"), err)
+        ds.t[1] = "a"
+        ds.t[2] = "b"
+        ds:save()
+    """)
+    lua_hub.restart()
+    lua_hub.run("""
+        local ds = require("datastore").init()
+        assert(ds.t[1] == "a" and ds.t[2] == "b", "still a list")
+    """)

@@ -32,7 +32,13 @@ local function complete(msg, subject, k, v)
   return sub(msg, 1, i - 1) .. describe(x) .. sub(msg, i + 1)
 end
 
-local function view_pairs(b) return next, b, nil end
+-- pairs() on a view: an iterator that closes over the backing table, so that neither
+-- the table nor anything else of the view's internals is ever handed to driver code
+-- (pairs returns its iterator's state: `next, b` would give out b, whose writes skip
+-- validation).
+local function view_pairs(b)
+  return function(_, k) return next(b, k) end, nil, nil
+end
 
 -- `reserved`, for the top-level table only, holds the datastore's method names.
 local function make_view(t, write, id, b, reserved)
