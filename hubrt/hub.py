@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import sys
 import time
 import uuid
@@ -36,6 +37,11 @@ DEFAULT_FLUSH_INTERVAL = 5.0
 DEFAULT_HANDLER_TIMEOUT = 2.0
 MAX_CRASHES_AT_START = 3
 ISOLATIONS = ("process", "inline")
+
+
+def valid_seconds(value: Any) -> bool:
+    """A span of hub time: a finite number >= 0 (time only moves forward, and never for ever)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < math.inf
 
 
 class HubError(InputError):
@@ -497,6 +503,9 @@ class Hub:
     # -- timers and time ------------------------------------------------------
 
     def start_timer(self, driver: str, timer_id: int, seconds: float, repeating: bool, name: str | None) -> None:
+        if not valid_seconds(seconds):  # the driver API refuses these; a timer never fires at NaN
+            self.log("error", driver, f"timer {name or timer_id}: ignored, its delay {seconds!r} is not a time")
+            return
         timer = _Timer(self.clock.now() + seconds, next(self._timer_seq), timer_id, driver,
                        seconds if repeating else None, name)
         self._timers[driver, timer_id] = timer
@@ -508,6 +517,8 @@ class Hub:
 
     def advance(self, seconds: float) -> None:
         """Moves hub time forward, firing due timers in order (real time: waits)."""
+        if not valid_seconds(seconds):
+            raise HubError(f"advance takes a finite number of seconds >= 0, got {seconds!r}")
         self.settle()
         end = self.clock.now() + seconds
         while self._queue and self._queue[0].due <= end:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import orjson
 import yaml
 
-from hubrt.hub import STOP_KINDS, Hub
+from hubrt.hub import STOP_KINDS, Hub, valid_seconds
 from hubrt.inputs import InputError
 
 
@@ -113,9 +113,8 @@ def make_step(verb: Any, value: Any, where: str) -> Step:
             args[name] = str(value)
         elif name == "preferences" and not isinstance(value, dict):
             raise ScenarioError(f"{where}: {verb}: 'preferences' must be a mapping, got {value!r}")
-    if verb in ("advance", "wait") and (isinstance(args["seconds"], bool)
-                                         or not isinstance(args["seconds"], (int, float)) or args["seconds"] < 0):
-        raise ScenarioError(f"{where}: {verb} takes a number of seconds >= 0, got {args['seconds']!r}")
+    if verb in ("advance", "wait") and not valid_seconds(args["seconds"]):
+        raise ScenarioError(f"{where}: {verb} takes a finite number of seconds >= 0, got {args['seconds']!r}")
     if verb == "restart" and args["kind"] not in STOP_KINDS:
         raise ScenarioError(f"{where}: restart takes one of {', '.join(STOP_KINDS)}, got {args['kind']!r}")
     if verb == "print" and args["what"] not in ("datastore", "devices", "events", "state"):

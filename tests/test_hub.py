@@ -420,3 +420,48 @@ def test_syntax_error_in_init_is_reported_once(new_hub, tmp_path):
         hub.install(make_driver(tmp_path / "broken", "local x = = 1\n"))
     errors = [r.text for r in hub.logs if r.level == "error"]
     assert len(errors) == 1 and "broken/src/init.lua:1:" in errors[0]
+
+
+def test_a_timer_delay_that_is_not_a_time_is_refused_and_other_timers_keep_firing(new_hub, tmp_path):
+    hub = new_hub()
+    hub.install(make_driver(tmp_path / "a", """
+        local Driver = require "st.driver"
+        local driver = Driver("a", {capability_handlers = {switch = {on = function(d)
+          for _, delay in ipairs{0/0, math.huge, -1} do
+            local ok, err = pcall(d.call_with_delay, d, delay, function() end)
+            assert(not ok and err:find("init.lua:5: timer delay must be a finite number"), err)
+          end
+        end}}})
+        driver:run()
+    """, key="a"))
+    hub.install(make_driver(tmp_path / "b", """
+        local Driver = require "st.driver"
+        local driver = Driver("b", {})
+        driver:call_on_schedule(1, function(d) d.datastore.ticks = (d.datastore.ticks or 0) + 1 end)
+        driver:run()
+    """, key="b"))
+    hub.add_device("a", "switch", label="A")
+    hub.command("A", "switch", "on")
+    assert not [r.text for r in hub.logs if r.level == "error"]
+    hub.advance(5)
+    assert hub.store.load("b")["ticks"] == 5
+
+
+@pytest.mark.parametrize("seconds", [float("inf"), float("nan"), -1])
+def test_advance_refuses_what_is_not_a_span_of_time(new_hub, seconds):
+    hub = new_hub()
+    with pytest.raises(HubError, match="finite number of seconds"):
+        hub.advance(seconds)
+
+
+def test_a_stray_yield_in_the_main_chunk_is_a_driver_crash_at_its_line(new_hub, tmp_path):
+    hub = new_hub()
+    with pytest.raises(HubError, match="crashed 3 times while starting"):
+        hub.install(make_driver(tmp_path / "y", """
+            local Driver = require "st.driver"
+            coroutine.yield()
+            Driver("y", {}):run()
+        """))
+    crashes = [r.text for r in hub.logs if "driver crash" in r.text]
+    assert len(crashes) == 3 and "coroutine.yield() in the main chunk" in crashes[0] \
+        and "init.lua:3: in main chunk" in crashes[0], crashes

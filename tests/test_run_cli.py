@@ -167,3 +167,13 @@ def test_interactive_prompt_on_a_terminal(tmp_path):
         os.close(leader)
     store = json.loads(hubrt("store", "show", "virtual-dimmer", "--state", str(tmp_path), check=True).stdout)
     assert any(v.get("level") == 30 for k, v in store.items() if k.startswith("__"))
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "-.inf"])
+def test_a_scenario_advance_that_is_not_a_span_of_time_is_bad_input(tmp_path, value):
+    script = tmp_path / "s.yml"
+    script.write_text(f"- add_device: {{profile: dimmer, label: Lamp}}\n- advance: {value}\n")
+    result = hubrt("run", str(DIMMER), "--script", str(script), "--state", str(tmp_path / "state"))
+    assert result.returncode == 2, result.stderr
+    assert f"{script}:2: advance takes a finite number of seconds >= 0" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -334,12 +334,18 @@ function helpers.start_main(f)
   return helpers.resume_main()
 end
 
+local in_run = false -- the main chunk is suspended inside driver:run() (not in a stray yield)
 function helpers.resume_main()
   local function after(ok, ...)
     if not ok then return false, "error", tostring((...)), "" end
-    if coroutine.status(main) == "suspended" then return true, RUNNING end
+    if coroutine.status(main) == "suspended" then
+      if in_run then return true, RUNNING end
+      local msg = "coroutine.yield() in the main chunk, outside any coroutine of the driver's own"
+      return false, "error", msg, traceback(main, msg)
+    end
     return ...
   end
+  in_run = false
   return after(coroutine.resume(main))
 end
 
@@ -353,6 +359,7 @@ function helpers.set_runtime_api(api)
       raise("driver:run() must be called from the driver's main chunk (src/init.lua) under hubrt run")
     end
     api.register(driver)
+    in_run = true
     coroutine.yield()
   end
   runtime_api = api

@@ -68,8 +68,8 @@ function Driver:try_create_device(metadata)
 end
 
 local function start_timer(self, seconds, repeating, callback, name)
-  if type(seconds) ~= "number" or seconds < 0 then
-    host.raise("timer delay must be a number of seconds >= 0, got " .. tostring(seconds))
+  if type(seconds) ~= "number" or not (seconds >= 0 and seconds < math.huge) then
+    host.raise("timer delay must be a finite number of seconds >= 0, got " .. tostring(seconds))
   end
   if type(callback) ~= "function" then host.raise("timer callback must be a function") end
   local id = host.timer_start(seconds, repeating, name)
