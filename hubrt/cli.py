@@ -176,10 +176,12 @@ def store_check(state_dir: Path) -> None:
 
 @store_group.command("recover")
 @state_option
-def store_recover(state_dir: Path) -> None:
-    """Save what can be read from a damaged store into a new one; the damaged file is kept aside."""
+@click.option("--force", is_flag=True, help="Rebuild the store even if `store check` finds nothing wrong.")
+def store_recover(state_dir: Path, force: bool) -> None:
+    """Save what can be read from a damaged store into a new one that takes its place; the damaged
+    file is kept aside. Atomic: interrupted at any point, nothing is lost."""
     try:
-        salvage, aside = recover(state_dir)
+        salvage, aside = recover(state_dir, force)
     except StoreError as e:
         _fail(str(e))
     for problem in salvage.problems:

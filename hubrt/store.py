@@ -15,6 +15,7 @@ with a StoreError that names the file and the problem, and only an explicit
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
 import sqlite3
 import time
@@ -70,7 +71,7 @@ class Store:
         self._pending: dict[str, dict[str, str | None]] = {}
         self.closed = False
         self.moved_aside: Path | None = None
-        self._lock = _lock_state_dir(self.dir)
+        self._lock = lock_state_dir(self.dir)
         try:
             if start_empty:
                 self.moved_aside = _move_aside(self.path)
@@ -238,7 +239,7 @@ class Store:
         self.closed = True
 
 
-def _lock_state_dir(state_dir: Path):
+def lock_state_dir(state_dir: Path):
     """Holds the state directory for this process; a second hub is refused with the holder's pid."""
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -260,13 +261,25 @@ def _lock_state_dir(state_dir: Path):
     return lock
 
 
+WAL_SUFFIXES = ("", "-wal", "-shm")  # the database file and the two files SQLite keeps beside it
+
+
+def aside_name(path: Path) -> Path:
+    """A name to keep a damaged store under, *.damaged-TIMESTAMP[-N], that no kept file has yet."""
+    base = f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
+    for n in itertools.count(1):
+        target = path.with_name(base if n == 1 else f"{base}-{n}")
+        if not any(Path(str(target) + suffix).exists() for suffix in WAL_SUFFIXES):
+            return target
+    raise AssertionError("unreachable")
+
+
 def _move_aside(path: Path) -> Path | None:
-    """Renames the database (and its WAL files) to *.damaged-TIMESTAMP; returns the new name."""
+    """Renames the database (and its WAL files) to a fresh *.damaged-TIMESTAMP; returns the new name."""
     if not path.exists():
         return None
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.name}.damaged-{stamp}")
-    for suffix in ("", "-wal", "-shm"):
+    target = aside_name(path)
+    for suffix in WAL_SUFFIXES:
         src = Path(str(path) + suffix)
         if src.exists():
             src.rename(Path(str(target) + suffix))

@@ -1,19 +1,27 @@
 """`hubrt store check` and `hubrt store recover`: say what is wrong with a store, save what can be saved.
 
-Checking opens the file read-only and changes nothing. Recovering reads every
-row that can still be read and decoded, moves the damaged file aside (it is
-never deleted) and writes what was read into a new store.
+Checking opens the file read-only and changes nothing (on a read-only file
+system, where SQLite cannot open a WAL store in place, it reads a copy).
+Recovering reads every row that can still be read and decoded into a new store
+built beside the old one, keeps the damaged file under a new name (it is never
+deleted) and puts the new store in its place with one rename: killed at any
+point, the data is in the live store or in the kept file. It refuses a store
+that is not damaged unless forced.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
-from hubrt.store import APPLICATION_ID, DB_NAME, SCHEMA_VERSION, Store, StoreError, row_crc
+from hubrt.store import (APPLICATION_ID, DB_NAME, SCHEMA_VERSION, WAL_SUFFIXES, Store, StoreError, aside_name,
+                         lock_state_dir, row_crc)
 
 
 @dataclass
@@ -30,7 +38,8 @@ class Salvage:
 
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    # as_uri escapes what a URI would read otherwise (a '?', '#' or '%' in a folder name)
+    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
 
 
 def _read_rows(db: sqlite3.Connection, salvage: Salvage) -> None:
@@ -82,9 +91,20 @@ def _read_devices(db: sqlite3.Connection, salvage: Salvage) -> None:
 def examine(state_dir: Path) -> Salvage:
     """Reads a store read-only: what is wrong with it, and what can be read."""
     path = Path(state_dir) / DB_NAME
-    salvage = Salvage()
     if not path.is_file():
         raise StoreError(f"{path}: there is no store here")
+    if os.access(path.parent, os.W_OK):
+        return _examine(path)
+    # SQLite must create the -shm file to read a WAL store: read a copy, changing nothing here
+    with tempfile.TemporaryDirectory(prefix="hubrt-check-") as tmp:
+        for suffix in WAL_SUFFIXES[:2]:
+            if Path(str(path) + suffix).exists():
+                shutil.copyfile(str(path) + suffix, os.path.join(tmp, DB_NAME + suffix))
+        return _examine(Path(tmp) / DB_NAME)
+
+
+def _examine(path: Path) -> Salvage:
+    salvage = Salvage()
     try:
         db = _connect_read_only(path)
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
@@ -112,16 +132,59 @@ def examine(state_dir: Path) -> Salvage:
     return salvage
 
 
-def recover(state_dir: Path) -> tuple[Salvage, Path | None]:
-    """Writes what can be read into a new store; the damaged file is moved aside. Returns (salvage, aside)."""
-    salvage = examine(state_dir)
-    store = Store(state_dir, start_empty=True)
+class NotDamaged(StoreError):
+    """`recover` was asked to replace a store that is sound."""
+
+
+def recover(state_dir: Path, force: bool = False) -> tuple[Salvage, Path]:
+    """Writes what can be read into a new store that takes the damaged one's place; the damaged
+    file is kept under a new name. Returns (salvage, the kept file)."""
+    state_dir = Path(state_dir)
+    path = state_dir / DB_NAME
+    lock = lock_state_dir(state_dir)  # no hub may use the store meanwhile
+    try:
+        salvage = examine(state_dir)
+        if not salvage.problems and not force:
+            raise NotDamaged(f"{path}: the store is not damaged; nothing was changed (--force rebuilds it anyway)")
+        with tempfile.TemporaryDirectory(prefix=".recovering-", dir=state_dir) as tmp:
+            _write_new_store(Path(tmp), salvage)  # a full disk stops here: the live store is untouched
+            aside = aside_name(path)
+            for suffix in WAL_SUFFIXES:  # keep the damaged files (links: the live name stays until the swap)
+                if Path(str(path) + suffix).exists():
+                    os.link(str(path) + suffix, str(aside) + suffix)
+            _sync_dir(state_dir)
+            for suffix in WAL_SUFFIXES[1:]:  # the old WAL must not be read as the new store's
+                Path(str(path) + suffix).unlink(missing_ok=True)
+            os.replace(Path(tmp) / DB_NAME, path)
+            _sync_dir(state_dir)
+    except OSError as e:
+        raise StoreError(f"{path}: could not recover the store ({e.strerror or e}); the damaged store is still "
+                         f"in place") from None
+    finally:
+        lock.close()
+    return salvage, aside
+
+
+def _write_new_store(folder: Path, salvage: Salvage) -> None:
+    store = Store(folder)
     try:
         for driver, rows in salvage.rows.items():
             store.save(driver, dict(rows))
-        store.flush()
         for record in salvage.devices:
             store.put_device(record["id"], record)
+        store.close()  # flushed, and SQLite folds its WAL into the file as the last connection closes
+    except BaseException:
+        if not store.closed:
+            store.lose_power()
+        raise
+    for suffix in WAL_SUFFIXES[1:]:
+        if Path(str(folder / DB_NAME) + suffix).exists():
+            raise StoreError(f"{folder}: the new store was not written whole")
+
+
+def _sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
     finally:
-        store.lose_power()  # everything was flushed above; nothing else to write
-    return salvage, store.moved_aside
+        os.close(fd)

@@ -111,3 +111,100 @@ def test_flush_error_message_names_the_file(tmp_path):
     with pytest.raises(StoreError, match=str(tmp_path / "hub.db")):
         store.flush()
     store.lose_power()
+
+
+def _damaged_store(state):
+    """A store from the demo whose `switched` row fails its checksum (the rest is readable)."""
+    import sqlite3
+    hubrt("run", str(DIMMER), "--script", str(DIMMER / "demo.yml"), "--state", str(state), check=True)
+    db = sqlite3.connect(state / "hub.db")
+    db.execute("UPDATE datastore SET value = '{broken' WHERE key = 'switched'")
+    db.commit()
+    db.close()
+
+
+def test_state_paths_with_uri_characters_are_plain_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    state = tmp_path / "a?b#c%20d"
+    hubrt("run", str(DIMMER), "--script", str(DIMMER / "demo.yml"), "--state", str(state), check=True)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = hubrt("store", "check", "--state", str(state), cwd=tmp_path)
+    assert result.returncode == 0 and "ok;" in result.stdout, result.stdout + result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, "no stray file"
+    result = hubrt("store", "recover", "--state", str(state), cwd=tmp_path)
+    assert result.returncode == 2 and "not damaged" in result.stderr, result.stderr
+
+
+def test_recover_refuses_a_healthy_store_unless_forced(tmp_path):
+    hubrt("run", str(DIMMER), "--script", str(DIMMER / "demo.yml"), "--state", str(tmp_path), check=True)
+    before = (tmp_path / "hub.db").read_bytes()
+    result = hubrt("store", "recover", "--state", str(tmp_path))
+    assert result.returncode == 2 and "the store is not damaged; nothing was changed" in result.stderr
+    assert (tmp_path / "hub.db").read_bytes() == before
+    result = hubrt("store", "recover", "--force", "--state", str(tmp_path), check=True)
+    assert "recovered: 2 datastore keys" in result.stdout
+
+
+def test_two_stores_moved_aside_in_one_second_are_both_kept(tmp_path):
+    from hubrt.store import aside_name
+    path = tmp_path / "hub.db"
+    first = aside_name(path)
+    first.write_text("one")
+    second = aside_name(path)
+    assert second != first and not second.exists()
+
+
+def test_recover_killed_at_any_point_loses_nothing(tmp_path):
+    """The live store or the kept file holds every readable row, whenever recover is killed."""
+    import random
+    import shutil
+    import signal
+    import sys
+    import time
+
+    from hubrt.store_repair import examine
+    template = tmp_path / "template"
+    _damaged_store(template)
+    expected = examine(template).rows
+    rng = random.Random(5)
+    for run in range(12):
+        state = tmp_path / f"run{run}"
+        shutil.copytree(template, state)
+        proc = subprocess.Popen([sys.executable, "-m", "hubrt", "store", "recover", "--state", str(state)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        found = {}
+        for db in [state / "hub.db", *state.glob("hub.db.damaged-*")]:
+            if db.name.endswith(("-wal", "-shm")):
+                continue
+            probe = tmp_path / "probe"
+            shutil.rmtree(probe, ignore_errors=True)
+            probe.mkdir()
+            for suffix in ("", "-wal"):
+                if (db.parent / (db.name + suffix)).exists():
+                    shutil.copyfile(db.parent / (db.name + suffix), probe / ("hub.db" + suffix))
+            for driver, rows in examine(probe).rows.items():
+                found.setdefault(driver, {}).update(rows)
+        assert found == expected, f"run {run}: rows lost"
+        assert (state / "hub.db").exists(), f"run {run}: no live store"
+
+
+def test_check_on_a_read_only_file_system_reads_a_healthy_store_as_healthy(tmp_path):
+    with tmpfs(tmp_path / "ro", "size=4m") as fs:
+        import shutil
+        import sqlite3
+        hubrt("run", str(DIMMER), "--script", str(DIMMER / "demo.yml"), "--state", str(tmp_path / "s"), check=True)
+        db = sqlite3.connect(tmp_path / "s" / "hub.db")  # a store as a killed hub leaves it: with a WAL
+        db.execute("PRAGMA wal_autocheckpoint = 0")
+        db.execute("UPDATE devices SET seq = seq + 1")
+        db.commit()
+        (fs / "state").mkdir()
+        for name in ("hub.db", "hub.db-wal"):
+            shutil.copyfile(tmp_path / "s" / name, fs / "state" / name)
+        db.close()
+        assert (fs / "state" / "hub.db-wal").stat().st_size > 0
+        subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
+        result = hubrt("store", "check", "--state", str(fs / "state"))
+        assert result.returncode == 0 and "ok;" in result.stdout, result.stdout + result.stderr
