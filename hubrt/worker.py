@@ -54,7 +54,7 @@ ADDRESS_SPACE_ROOM = 512 * 1024 * 1024
 # busy while the hub prepares the next ones, few enough that neither side's socket buffer fills.
 MAX_IN_FLIGHT = 64
 
-Serve = Callable[[str, dict], Any]  # the hub's answer to a worker's message (None for notices)
+Serve = Callable[[str, dict, Any], Any]  # (driver, message, device) -> the hub's answer (None for notices)
 REQUESTS = ("load", "flush")  # worker messages that wait for the hub's answer
 
 
@@ -393,7 +393,7 @@ class ProcessWorker(WorkerHandle):
             self._graceful_stop = True
             done += self._drain(0)
             self._close()
-            self._reap(block=True)
+            self._reap()
         return done
 
     def settle(self) -> list[Completion]:
@@ -460,7 +460,7 @@ class ProcessWorker(WorkerHandle):
                                                          f"without an answer: {cause}{_lost(lost)}"))]
 
     def _died(self, lost: list[tuple[str, str | None]]) -> list[Completion]:
-        status = self._reap(block=True)
+        status = self._reap()
         if status is not None and os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
             try:
@@ -477,14 +477,13 @@ class ProcessWorker(WorkerHandle):
         what, device = lost[0]
         return [Completion(what, device, Outcome("died", f"the worker process died: {detail}{_lost(lost)}"))]
 
-    def _reap(self, block: bool) -> int | None:
+    def _reap(self) -> int | None:
+        """Waits for the worker process to end; its wait status."""
         if not self.pid:
             return None
         try:
-            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+            _, status = os.waitpid(self.pid, 0)
         except ChildProcessError:
-            return None
-        if pid == 0:
             return None
         self.pid = 0
         return status
@@ -502,7 +501,7 @@ class ProcessWorker(WorkerHandle):
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            self._reap(block=True)
+            self._reap()
         self._close()
 
 
