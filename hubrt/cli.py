@@ -259,6 +259,11 @@ def run_command(drivers: tuple[Path, ...], script: Path | None, engine: str, sta
     except (InputError, StoreError) as e:
         _err.print(f"[bold red]hubrt:[/] {escape(str(e))}", markup=True, soft_wrap=True, highlight=False)
         code = 2
+    except Exception:  # a bug of hubrt's own: still stop gracefully, so that nothing saved is lost
+        _err.print_exception()
+        _err.print("[bold red]hubrt: internal error[/] (a bug in hubrt, please report it with the lines above); "
+                   "stopping the hub gracefully", markup=True, soft_wrap=True, highlight=False)
+        code = 70
     try:
         hub.shutdown()
     except StoreError as e:

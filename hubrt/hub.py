@@ -44,6 +44,19 @@ def valid_seconds(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < math.inf
 
 
+def preferences_problem(preferences: Any) -> str | None:
+    """Why these device preferences cannot be given to a driver (None if they can): a mapping of
+    preference names to plain values, as the hub's device settings are."""
+    if not isinstance(preferences, dict):
+        return f"'preferences' must be a mapping of names to values, got {preferences!r}"
+    for name, value in preferences.items():
+        if not isinstance(name, str):
+            return f"preference names are text, got {name!r}"
+        if not (isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))):
+            return f"preference {name!r}: a value is text, a number or true/false, got {value!r}"
+    return None
+
+
 class HubError(InputError):
     """A request the hub refuses (unknown device, capability, driver...); the message says why."""
 
@@ -400,6 +413,9 @@ class Hub:
         device_id = device_id or str(uuid.uuid4())
         if device_id in self.devices:
             raise HubError(f"a device with id {device_id!r} already exists")
+        problem = preferences_problem(preferences or {})
+        if problem:
+            raise HubError(problem)
         prefs = host.package.profiles[profile].default_preferences()
         prefs.update(preferences or {})
         device = Device(device_id, driver, label or profile, profile, network_id or device_id, prefs)
@@ -448,6 +464,9 @@ class Hub:
     def update_device(self, ref: str, label: str | None = None, preferences: dict | None = None) -> Device:
         """Changes a device's label or preferences: the driver gets `infoChanged`."""
         device = self.device(ref)
+        problem = preferences_problem(preferences or {})
+        if problem:
+            raise HubError(problem)
         if label is not None:
             device.label = label
         if preferences:

@@ -2,7 +2,8 @@
 
 Every problem with them is an InputError whose message names the file, and the
 line where YAML can tell, so the CLI can show it as one line instead of a
-traceback.
+traceback. Mappings read here remember the line of each key (`Mapping`), so
+that a check made long after parsing can still point at the line.
 """
 
 from __future__ import annotations
@@ -13,11 +14,48 @@ from typing import Any
 import yaml
 
 # libyaml's parser when PyYAML was built with it: several times faster
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class InputError(Exception):
     """Bad input; the message names the file (and line) and what is wrong."""
+
+
+class Mapping(dict):
+    """A YAML mapping that knows where it and each of its keys stand (1-based lines)."""
+
+    line = 0
+    lines: dict[Any, int] = {}
+
+    def line_of(self, key: Any) -> int:
+        return self.lines.get(key, self.line)
+
+
+class _Loader(_Base):
+    pass
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode):
+    data = Mapping()
+    data.line = node.start_mark.line + 1
+    yield data
+    data.update(loader.construct_mapping(node))
+    data.lines = {}
+    for key_node, _ in node.value:
+        try:
+            data.lines[loader.construct_object(key_node)] = key_node.start_mark.line + 1
+        except TypeError:  # an unhashable key: construct_mapping has refused it already
+            pass
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+
+
+def at(path: Path, node: Any, key: Any = None) -> str:
+    """"file:line" of a key of a mapping read by read_yaml (of the mapping itself without a key)."""
+    if isinstance(node, Mapping):
+        return f"{path}:{node.line_of(key) if key is not None else node.line}"
+    return str(path)
 
 
 def read_yaml(path: Path) -> Any:

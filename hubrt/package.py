@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hubrt.capabilities import Catalogue
-from hubrt.inputs import InputError, read_yaml
+from hubrt.inputs import InputError, at, read_yaml
 
 
 class PackageError(InputError):
@@ -94,7 +94,7 @@ def _read_package(path: Path, standard: Catalogue) -> DriverPackage:
         raise PackageError(f"{config_path}: expected a mapping with name and packageKey")
     for key in ("name", "packageKey"):
         if not isinstance(config.get(key), str) or not config[key].strip():
-            raise PackageError(f"{config_path}: '{key}' is missing or not a string")
+            raise PackageError(f"{at(config_path, config, key)}: '{key}' is missing or not a string")
     catalogue = standard.extended(path / "capabilities")
     profiles = {}
     for profile_path in sorted((path / "profiles").glob("*.y*ml")):
@@ -111,28 +111,49 @@ def _read_package(path: Path, standard: Catalogue) -> DriverPackage:
 def _load_profile(path: Path, catalogue: Catalogue) -> Profile:
     doc = read_yaml(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
-        raise PackageError(f"{path}: a profile needs a 'name'")
+        raise PackageError(f"{at(path, doc, 'name')}: a profile needs a 'name'")
     components = doc.get("components")
     if not isinstance(components, list) or not components:
-        raise PackageError(f"{path}: profile {doc['name']!r} needs a non-empty 'components' list")
+        raise PackageError(f"{at(path, doc, 'components')}: profile {doc['name']!r} needs a non-empty "
+                           "'components' list")
     result: dict[str, list[str]] = {}
     for i, component in enumerate(components):
         if not isinstance(component, dict) or not isinstance(component.get("id"), str):
-            raise PackageError(f"{path}: component #{i + 1} needs an 'id'")
+            raise PackageError(f"{at(path, doc, 'components')}: component #{i + 1} needs an 'id'")
+        where = at(path, component, "id")
+        if component["id"] in result:
+            raise PackageError(f"{where}: a second component with id {component['id']!r}")
         caps = component.get("capabilities")
         if not isinstance(caps, list) or not caps:
-            raise PackageError(f"{path}: component {component['id']!r} needs a 'capabilities' list")
+            raise PackageError(f"{where}: component {component['id']!r} needs a 'capabilities' list")
         ids = []
         for cap in caps:
             cap_id = cap.get("id") if isinstance(cap, dict) else None
+            where = at(path, cap, "id") if isinstance(cap, dict) else at(path, component, "capabilities")
             if not isinstance(cap_id, str):
-                raise PackageError(f"{path}: component {component['id']!r}: each capability needs an 'id'")
+                raise PackageError(f"{where}: component {component['id']!r}: each capability needs an 'id'")
             if cap_id not in catalogue:
-                raise PackageError(f"{path}: component {component['id']!r}: unknown capability {cap_id!r}"
+                raise PackageError(f"{where}: component {component['id']!r}: unknown capability {cap_id!r}"
                                    + catalogue.suggestion(cap_id))
             ids.append(cap_id)
+        _check_categories(path, component)
         result[component["id"]] = ids
     preferences = doc.get("preferences") or []
     if not isinstance(preferences, list):
-        raise PackageError(f"{path}: 'preferences' must be a list")
-    return Profile(doc["name"], result, list(doc.get("categories") or []), preferences)
+        raise PackageError(f"{at(path, doc, 'preferences')}: 'preferences' must be a list")
+    for i, pref in enumerate(preferences, 1):
+        if not isinstance(pref, dict) or not isinstance(pref.get("name"), str):
+            where = at(path, pref, "name") if isinstance(pref, dict) else at(path, doc, "preferences")
+            raise PackageError(f"{where}: preference #{i} needs a 'name' (a mapping with name, preferenceType, "
+                               "definition...)")
+    return Profile(doc["name"], result, _check_categories(path, doc), preferences)
+
+
+def _check_categories(path: Path, owner: dict) -> list:
+    """Categories as the platform writes them: a list of mappings with a 'name'."""
+    categories = owner.get("categories") or []
+    if not isinstance(categories, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("name"), str) for c in categories):
+        raise PackageError(f"{at(path, owner, 'categories')}: 'categories' must be a list like "
+                           "[{name: Light}], got " + repr(categories))
+    return categories

@@ -14,6 +14,7 @@ each problem is reported as `file:line: message`.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import shlex
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any, Callable
 import orjson
 import yaml
 
-from hubrt.hub import STOP_KINDS, Hub, valid_seconds
+from hubrt.hub import STOP_KINDS, Hub, preferences_problem, valid_seconds
 from hubrt.inputs import InputError
 
 
@@ -111,8 +112,13 @@ def make_step(verb: Any, value: Any, where: str) -> Step:
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
                 raise ScenarioError(f"{where}: {verb}: {name!r} must be a name, got {value!r}")
             args[name] = str(value)
-        elif name == "preferences" and not isinstance(value, dict):
-            raise ScenarioError(f"{where}: {verb}: 'preferences' must be a mapping, got {value!r}")
+        elif name == "preferences":
+            if isinstance(value, dict):  # a bare YAML date is a date object to PyYAML: the text was meant
+                args[name] = value = {k: v.isoformat() if isinstance(v, datetime.date) else v
+                                      for k, v in value.items()}
+            problem = preferences_problem(value)
+            if problem:
+                raise ScenarioError(f"{where}: {verb}: {problem}")
     if verb in ("advance", "wait") and not valid_seconds(args["seconds"]):
         raise ScenarioError(f"{where}: {verb} takes a finite number of seconds >= 0, got {args['seconds']!r}")
     if verb == "restart" and args["kind"] not in STOP_KINDS:

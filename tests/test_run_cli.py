@@ -177,3 +177,39 @@ def test_a_scenario_advance_that_is_not_a_span_of_time_is_bad_input(tmp_path, va
     assert result.returncode == 2, result.stderr
     assert f"{script}:2: advance takes a finite number of seconds >= 0" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("step, message", [
+    ("- add_device: {profile: dimmer, label: B, preferences: {1: 2}}", ":2: add_device: preference names are text"),
+    ("- add_device: {profile: dimmer, label: B, preferences: {x: !!set {a}}}",
+     ":2: add_device: preference 'x': a value is text, a number or true/false"),
+    ("- update_device: {device: A, preferences: {x: [1]}}", ":2: update_device: preference 'x'"),
+])
+def test_bad_preferences_in_a_scenario_are_one_line_and_lose_nothing(tmp_path, step, message):
+    state = tmp_path / "state"
+    first = tmp_path / "first.yml"
+    first.write_text("- add_device: {profile: dimmer, label: A}\n"
+                     "- command: {device: A, capability: switchLevel, command: setLevel, args: [40]}\n")
+    hubrt("run", str(DIMMER), "--script", str(first), "--state", str(state), check=True)
+    script = tmp_path / "s.yml"
+    script.write_text(f"- command: {{device: A, capability: switchLevel, command: setLevel, args: [70]}}\n{step}\n")
+    result = hubrt("run", str(DIMMER), "--script", str(script), "--state", str(state))
+    assert result.returncode == 2 and f"{script}{message}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    shown = json.loads(hubrt("store", "show", "virtual-dimmer", "--state", str(state), check=True).stdout)
+    assert [v["level"] for k, v in shown.items() if k.startswith("__")] == [40], "the saved level is still there"
+
+
+def test_a_bare_date_preference_reaches_the_driver_as_text(tmp_path):
+    from conftest import make_driver
+    pkg = make_driver(tmp_path / "pkg", """
+        require("st.driver")("d", {lifecycle_handlers = {added = function(driver, device)
+          local since = device.preferences.since
+          driver.datastore.seen = type(since) .. ":" .. tostring(since)
+        end}}):run()
+    """)
+    script = tmp_path / "s.yml"
+    script.write_text("- add_device: {profile: switch, label: A, preferences: {since: 2024-01-02}}\n"
+                      "- assert: {driver: test-driver, datastore: seen, equals: 'string:2024-01-02'}\n")
+    result = hubrt("run", str(pkg), "--script", str(script), "--state", str(tmp_path / "st"))
+    assert result.returncode == 0, result.stderr

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hubrt.inputs import InputError, read_yaml
+from hubrt.inputs import InputError, at, read_yaml
 
 SCHEMA_TYPES = {"enum", "integer", "number", "string", "boolean", "array", "object"}
 
@@ -64,39 +64,57 @@ def check_value(schema: dict, value: Any, what: str) -> str | None:
     return None
 
 
-def _check_schema(schema: Any, where: str) -> dict:
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _check_schema(schema: Any, path: Path, where: str, owner: Any, key: Any) -> dict:
+    """`owner[key]` is the schema: its line is where a problem is reported."""
+    line = at(path, owner, key)
     if not isinstance(schema, dict) or schema.get("type") not in SCHEMA_TYPES:
-        raise CapabilityError(f"{where}: needs a 'type', one of {', '.join(sorted(SCHEMA_TYPES))}")
-    if schema["type"] == "enum" and not (isinstance(schema.get("values"), list) and schema["values"]):
-        raise CapabilityError(f"{where}: an enum needs a non-empty 'values' list")
+        raise CapabilityError(f"{line}: {where}: needs a 'type', one of {', '.join(sorted(SCHEMA_TYPES))}")
+    if schema["type"] == "enum":
+        values = schema.get("values")
+        if not (isinstance(values, list) and values):
+            raise CapabilityError(f"{at(path, schema, 'values')}: {where}: an enum needs a non-empty 'values' list")
+        for value in values:
+            if not isinstance(value, (str, int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+                raise CapabilityError(f"{at(path, schema, 'values')}: {where}: enum values are strings or numbers, "
+                                      f"got {value!r}")
+    for bound in ("minimum", "maximum"):
+        if bound in schema and not _is_number(schema[bound]):
+            raise CapabilityError(f"{at(path, schema, bound)}: {where}: '{bound}' must be a number, "
+                                  f"got {schema[bound]!r}")
     if schema["type"] == "array":
-        _check_schema(schema.get("items"), where + ".items")
+        _check_schema(schema.get("items"), path, where + ".items", schema, "items")
     if schema["type"] == "object":
         props = schema.get("properties")
         if not isinstance(props, dict):
-            raise CapabilityError(f"{where}: an object needs 'properties'")
+            raise CapabilityError(f"{at(path, schema, 'properties')}: {where}: an object needs 'properties'")
         for name, sub in props.items():
-            _check_schema(sub, f"{where}.{name}")
+            _check_schema(sub, path, f"{where}.{name}", props, name)
     return schema
 
 
-def _check_definition(cap_id: str, doc: Any, source: Path) -> dict:
-    where = f"{source}: capability {cap_id!r}"
+def _check_definition(cap_id: str, doc: Any, path: Path, line: str) -> dict:
+    where = f"capability {cap_id!r}"
     if not isinstance(doc, dict):
-        raise CapabilityError(f"{where}: expected a mapping with 'attributes' and/or 'commands'")
+        raise CapabilityError(f"{line}: {where}: expected a mapping with 'attributes' and/or 'commands'")
     attributes = doc.get("attributes") or {}
     commands = doc.get("commands") or {}
     if not isinstance(attributes, dict) or not isinstance(commands, dict):
-        raise CapabilityError(f"{where}: 'attributes' and 'commands' must be mappings")
+        raise CapabilityError(f"{line}: {where}: 'attributes' and 'commands' must be mappings")
     for name, schema in attributes.items():
-        _check_schema(schema, f"{where}, attribute {name!r}")
+        _check_schema(schema, path, f"{where}, attribute {name!r}", attributes, name)
     for name, args in commands.items():
         if not isinstance(args, list):
-            raise CapabilityError(f"{where}, command {name!r}: expected a list of arguments")
-        for arg in args:
+            raise CapabilityError(f"{at(path, commands, name)}: {where}, command {name!r}: expected a list of "
+                                  "arguments")
+        for i, arg in enumerate(args):
             if not isinstance(arg, dict) or not isinstance(arg.get("name"), str):
-                raise CapabilityError(f"{where}, command {name!r}: each argument needs a 'name'")
-            _check_schema(arg, f"{where}, command {name!r}, argument {arg['name']!r}")
+                raise CapabilityError(f"{at(path, commands, name)}: {where}, command {name!r}: each argument "
+                                      "needs a 'name'")
+            _check_schema(arg, path, f"{where}, command {name!r}, argument {arg['name']!r}", arg, "name")
     return {"id": cap_id, "attributes": attributes, "commands": commands}
 
 
@@ -104,7 +122,7 @@ def _read_definitions(path: Path) -> dict[str, dict]:
     doc = read_yaml(path)
     if not isinstance(doc, dict):
         raise CapabilityError(f"{path}: expected a mapping of capability id to definition")
-    return {str(cap_id): _check_definition(str(cap_id), d, path) for cap_id, d in doc.items()}
+    return {str(cap_id): _check_definition(str(cap_id), d, path, at(path, doc, cap_id)) for cap_id, d in doc.items()}
 
 
 class Catalogue:

@@ -1,0 +1,67 @@
+"""Driver packages and capability files that are wrong in the ways people get them wrong: each is
+one `file:line: message`, never a traceback."""
+
+import textwrap
+
+import pytest
+
+from conftest import make_driver
+from hubrt.capabilities import Catalogue
+from hubrt.inputs import InputError
+from hubrt.package import load_package
+
+GOOD = """\
+name: p
+components:
+  - id: main
+    capabilities:
+      - id: switch
+"""
+
+PROFILES = [
+    ("preferences: [1, 2]", "profiles/p.yml:6: preference #1 needs a 'name'"),
+    ("preferences:\n  - title: no name", "profiles/p.yml:7: preference #1 needs a 'name'"),
+    ("categories: 5", "profiles/p.yml:6: 'categories' must be a list like [{name: Light}]"),
+    ("  - id: main\n    capabilities: [{id: switch}]", "profiles/p.yml:6: a second component with id 'main'"),
+    ("  - id: two\n    capabilities: [{id: swich}]", "profiles/p.yml:7: component 'two': unknown capability 'swich'"),
+]
+
+
+@pytest.mark.parametrize("extra, message", PROFILES)
+def test_bad_profiles_are_named_by_file_and_line(tmp_path, extra, message):
+    pkg = make_driver(tmp_path / "pkg", "", profiles={"p": GOOD + extra + "\n"})
+    with pytest.raises(InputError) as info:
+        load_package(pkg, Catalogue.standard())
+    assert str(info.value).startswith(str(pkg / message.split(":")[0])) and message in str(info.value), info.value
+
+
+CAPABILITIES = [
+    ("attributes:\n    a:\n      type: integer\n      minimum: abc", "c.yml:5: capability 'x.y', attribute 'a': "
+                                                                     "'minimum' must be a number, got 'abc'"),
+    ("attributes:\n    a:\n      type: number\n      maximum: .nan", "c.yml:5: capability 'x.y', attribute 'a': "
+                                                                     "'maximum' must be a number"),
+    ("attributes:\n    a:\n      type: enum\n      values: [[1], b]", "c.yml:5: capability 'x.y', attribute 'a': "
+                                                                      "enum values are strings or numbers, got [1]"),
+    ("attributes:\n    a:\n      type: enum\n      values: [{k: 1}]", "c.yml:5: capability 'x.y', attribute 'a': "
+                                                                      "enum values are strings or numbers"),
+    ("commands:\n    go:\n      - name: speed\n        type: strnig", "c.yml:4: capability 'x.y', command 'go', "
+                                                                        "argument 'speed': needs a 'type'"),
+]
+
+
+@pytest.mark.parametrize("definition, message", CAPABILITIES)
+def test_bad_capability_files_are_named_by_file_and_line(tmp_path, definition, message):
+    pkg = make_driver(tmp_path / "pkg", "", files={"capabilities/c.yml": "x.y:\n  " + definition + "\n"})
+    with pytest.raises(InputError) as info:
+        load_package(pkg, Catalogue.standard())
+    assert message in str(info.value), info.value
+    assert str(info.value).startswith(str(pkg / "capabilities" / "c.yml:")), info.value
+
+
+def test_a_good_package_still_loads(tmp_path):
+    pkg = make_driver(tmp_path / "pkg", "", profiles={"p": GOOD + textwrap.dedent("""\
+        preferences:
+          - name: level
+            default: 3
+        """)})
+    assert load_package(pkg, Catalogue.standard()).profiles["p"].default_preferences() == {"level": 3}
