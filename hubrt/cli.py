@@ -12,6 +12,7 @@ import orjson
 from rich.console import Console
 from rich.markup import escape
 
+from hubrt.display import printable
 from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, ENGINES, LuaFailure
 from hubrt.hub import DEFAULT_FLUSH_INTERVAL, DEFAULT_HANDLER_TIMEOUT, Clock, Event, Hub, LogRecord, StopRequested
 from hubrt.inputs import InputError
@@ -38,21 +39,26 @@ start_empty_option = click.option(
     help="Move an existing (e.g. damaged) store aside and start with an empty one.")
 
 
+def _shown(value: object) -> str:
+    """Driver-made text as it may be printed: no rich markup, no terminal control sequences."""
+    return escape(printable(value))
+
+
 def _log(record: LogRecord) -> None:
     style = _LEVEL_STYLE.get(record.level, "")
-    device = f" [magenta]{escape(record.device)}[/]" if record.device else ""
-    _err.print(f"[dim]{record.time:8.3f}[/] [{style}]{record.level.upper():5}[/] [bold]{escape(record.driver)}[/]"
-               f"{device} {escape(record.text)}", markup=True, soft_wrap=True, emoji=False, highlight=False)
+    device = f" [magenta]{_shown(record.device)}[/]" if record.device else ""
+    _err.print(f"[dim]{record.time:8.3f}[/] [{style}]{record.level.upper():5}[/] [bold]{_shown(record.driver)}[/]"
+               f"{device} {_shown(record.text)}", markup=True, soft_wrap=True, emoji=False, highlight=False)
 
 
 def _event(event: Event) -> None:
     unit = f" {event.unit}" if event.unit is not None else ""
     change = "" if event.state_change else " [dim](no change)[/]"
-    component = "" if event.component == "main" else f"{event.component}."
-    _err.print(f"[dim]{event.time:8.3f}[/] [green]EVENT[/] [bold]{escape(event.driver)}[/] "
-               f"[magenta]{escape(event.device)}[/] {component}{event.capability}.{event.attribute} = "
-               f"[bold]{escape(repr(event.value))}[/]{escape(unit)}{change}", markup=True, soft_wrap=True,
-               emoji=False, highlight=False)
+    component = "" if event.component == "main" else f"{_shown(event.component)}."
+    _err.print(f"[dim]{event.time:8.3f}[/] [green]EVENT[/] [bold]{_shown(event.driver)}[/] "
+               f"[magenta]{_shown(event.device)}[/] {component}{_shown(event.capability)}."
+               f"{_shown(event.attribute)} = [bold]{_shown(repr(event.value))}[/]{_shown(unit)}{change}",
+               markup=True, soft_wrap=True, emoji=False, highlight=False)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -90,6 +96,12 @@ def lua_command(file: Path, engine: str, state_dir: Path, strict: bool, max_memo
         _fail(str(e))
     if start_empty and hub.store.moved_aside:
         hub.log("warn", "hub", f"moved the previous store aside to {hub.store.moved_aside}")
+
+    def stop(signum: int, frame: object) -> None:  # the script's worker is stopped; what it saved is kept
+        hub.stop_requested = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     failure = None
     try:
         hub.run_script(file)
@@ -105,6 +117,10 @@ def lua_command(file: Path, engine: str, state_dir: Path, strict: bool, max_memo
     if failure is not None:
         if failure.kind == "exit" and failure.message.endswith("(0)"):
             return
+        if hub.stop_requested:
+            _err.print(f"[bold red]{file} was stopped[/] (interrupted: what it saved is kept, unsaved changes "
+                       "are lost)", markup=True, soft_wrap=True, highlight=False, emoji=False)
+            sys.exit(130)
         _err.print(f"[bold red]{file} crashed[/] (a driver crash: what it saved survives, unsaved changes "
                    "are lost)", markup=True, soft_wrap=True, highlight=False, emoji=False)
         _err.print(failure.traceback or failure.message, markup=False, soft_wrap=True, highlight=False,

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from hubrt.bridge import DriverBridge
+from hubrt.bridge import Bridge, DriverBridge
+from hubrt.capabilities import Catalogue
 from hubrt.datastore import Datastore
 from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, LuaFailure, LuaState
 from hubrt.package import DriverPackage
@@ -23,7 +24,9 @@ from hubrt.package import DriverPackage
 class Outcome:
     """How a call into driver code ended."""
 
-    kind: str  # "ok", "error", "timeout", "memory", "exit", "syntax", "died" (the worker process)
+    # "ok", "error", "timeout", "memory", "exit", "syntax", "died" (the worker process),
+    # "store" (the driver's saved data could not be loaded: the hub's problem, not the driver's)
+    kind: str
     message: str = ""
     traceback: str = ""
     values: tuple = ()
@@ -66,11 +69,15 @@ class DriverRuntime:
         print_line: Callable[[str], None] = print,
         warn: Callable[[str], None] = print,
         interruptible: bool = False,
+        log: Callable[[str, str], None] | None = None,
     ) -> None:
-        """`store` is a Store, or anything with its load/save/flush (a worker's link to the hub)."""
+        """`store` is a Store, or anything with its load/save/flush (a worker's link to the hub).
+        With `log(level, text)`, hubrt's modules (log, st.json, st.capabilities...) work too."""
         self.name = name
         self.state = LuaState(engine, max_memory=max_memory, driver_src=src_dir, print_line=print_line,
                               interruptible=interruptible)
+        if log is not None:
+            self.state.helpers.set_runtime_api(Bridge(self.state, Catalogue.standard(), log).api())
         self.datastore = Datastore(self.state, store, name, strict=strict, warn=warn)
 
     def run_file(self, path: Path) -> tuple:

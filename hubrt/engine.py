@@ -110,8 +110,8 @@ class ModuleFinder:
     def find(self, name: str) -> tuple[bytes | None, str, bool]:
         """(source, chunk name, is a runtime module) or (None, message, False)."""
         parts = name.split(".")
-        if not name or any(p in ("", "..") or "/" in p or "\\" in p for p in parts):
-            return None, f"module '{name}' not found: not a valid module name", False
+        if not name or not name.isprintable() or any(p in ("", "..") or "/" in p or "\\" in p for p in parts):
+            return None, f"module {name!r} not found: not a valid module name", False
         if parts[0] == "host":
             return None, f"module '{name}' not found: host modules are not available to drivers", False
         runtime = _runtime_module(name)
@@ -120,15 +120,23 @@ class ModuleFinder:
         roots = [LUA_DIR]
         if self.driver_src is not None:
             roots.append(self.driver_src)
-            for path, _ in _candidates(str(self.driver_src), parts):
+            for path, shown in _candidates(str(self.driver_src), parts):
                 try:
                     src = _read(path)
                 except OSError as e:
                     return None, f"module '{name}' cannot be read: {display_path(Path(path))}: {e.strerror}", False
                 if src is not None:
+                    if not _inside(path, self.driver_src):
+                        return None, (f"module '{name}' not found: src/{shown} is a link to "
+                                      f"{os.path.realpath(path)}, outside the driver's src/"), False
                     return src, "@" + display_path(Path(path)), False
         tried = [path for root in roots for path, _ in _candidates(str(root), parts)]  # for the message only
         return None, f"module '{name}' not found:\n\tno file " + "\n\tno file ".join(tried), False
+
+
+def _inside(path: str, folder: Path) -> bool:
+    """True when the file is really (links followed) inside the folder."""
+    return os.path.realpath(path).startswith(os.path.realpath(folder) + os.sep)
 
 
 def display_path(path: Path) -> str:

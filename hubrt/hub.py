@@ -223,7 +223,7 @@ class Hub:
 
     def _new_worker(self, package: DriverPackage) -> WorkerHandle:
         options = DriverOptions(self.engine, self.strict, self.max_memory, self.handler_timeout)
-        args = (package, options, self._serve, lambda: self.stop_requested)
+        args = (package.package_key, package, options, self._serve, lambda: self.stop_requested)
         return ProcessWorker(*args) if self.isolation == "process" else InlineWorker(*args, coverage=self.coverage)
 
     def _message(self, op: str, **fields: Any) -> dict:
@@ -240,6 +240,10 @@ class Hub:
             self._stale_devices.discard(name)
             outcome = driver.call(self._message("start", what="src/init.lua",
                                                 devices=self._device_records(name))).outcome
+            if outcome.kind == "store":
+                driver.kill()
+                self.drivers.pop(name, None)
+                raise StoreError(outcome.message)
             if outcome.ok:
                 for device in self.devices_of(package.package_key):
                     self._lifecycle(device, "init")
@@ -324,6 +328,8 @@ class Hub:
         op = m["op"]
         if op == "log":
             self.log(m["level"], driver, m["text"])
+        elif op == "print":
+            self.print_line(m["text"])
         elif op == "emit":
             self.record_event(driver, m["device"], m["component"], m["capability"], m["attribute"], m["value"],
                               m["unit"], m["state_change"])
@@ -633,25 +639,33 @@ class Hub:
     # -- standalone scripts (`hubrt lua`) -------------------------------------
 
     def start_driver(self, name: str, src_dir: Path | None = None) -> DriverRuntime:
-        """Starts (or restarts) a bare driver runtime (no package) from its saved snapshot."""
+        """Starts (or restarts) a bare driver runtime (no package) in this process, from its saved
+        snapshot (the datastore's own tests use it)."""
         driver = DriverRuntime(
             name, self.store, engine=self.engine, strict=self.strict, max_memory=self.max_memory,
             src_dir=src_dir, print_line=self.print_line, warn=lambda text: self.log("warn", name, text),
+            log=lambda level, text: self.log(level, name, text),
         )
         self.drivers[name] = driver
         return driver
 
     def run_script(self, path: Path, name: str | None = None) -> None:
-        """Runs a standalone Lua file as a one-driver hub.
+        """Runs a standalone Lua file as a one-driver hub, in a worker process.
 
         A normal end is a graceful stop of that driver (its datastore is saved);
-        an uncaught error is a driver crash (unsaved changes are lost) and
-        re-raises the LuaFailure.
+        an uncaught error is a driver crash (unsaved changes are lost) and raises
+        a LuaFailure, as does a worker that dies or is stopped (SIGTERM, Ctrl-C).
         """
-        driver = self.start_driver(name or path.stem, src_dir=path.parent)
+        name = name or path.stem
+        options = DriverOptions(self.engine, self.strict, self.max_memory, handler_timeout=0)
+        worker = ProcessWorker(name, None, options, self._serve, lambda: self.stop_requested)
+        self.drivers[name] = worker
         try:
-            driver.run_file(path)
-        except LuaFailure:
-            self.crash_driver(driver.name)
-            raise
-        driver.datastore.save()
+            outcome = worker.call(self._message("script", what=str(path), path=str(path.resolve()))).outcome
+        finally:
+            worker.kill()
+            self.drivers.pop(name, None)
+        if outcome.kind == "store":
+            raise StoreError(outcome.message)
+        if not outcome.ok:
+            raise LuaFailure(outcome.kind, outcome.message, outcome.traceback)

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import orjson
 import yaml
 
+from hubrt.display import printable
 from hubrt.hub import STOP_KINDS, Hub, preferences_problem, valid_seconds
 from hubrt.inputs import InputError
 
@@ -260,11 +261,12 @@ class Runner:
             self.out(_json(self._datastore(target)))
         elif what == "devices":
             for d in self.hub.devices.values():
-                self.out(f"{d.label}  ({d.id})  driver={d.driver} profile={d.profile} "
+                self.out(f"{printable(d.label)}  ({d.id})  driver={d.driver} profile={d.profile} "
                          f"{'online' if d.online else 'offline'}")
         elif what == "events":
             for e in self.hub.events:
-                self.out(f"{e.time:9.3f} {e.device} {e.component}.{e.capability}.{e.attribute} = {e.value!r}")
+                self.out(printable(f"{e.time:9.3f} {e.device} {e.component}.{e.capability}.{e.attribute} = "
+                                   f"{e.value!r}"))
         else:
             if target is None:
                 raise ScenarioError("print state needs a device")

@@ -174,7 +174,8 @@ class Store:
                 self._db.executemany("DELETE FROM datastore WHERE driver = ? AND key = ?", deletes)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may have rolled back already (a full disk does)
+                    self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: could not write the store ({e}); the saved changes are kept "

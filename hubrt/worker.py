@@ -32,6 +32,7 @@ import sys
 import time
 import traceback
 from collections import deque
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -39,7 +40,8 @@ import orjson
 
 from hubrt.bridge import to_lua
 from hubrt.channel import Channel, ChannelClosed
-from hubrt.driver import DriverHost, DriverOptions, Outcome
+from hubrt.driver import DriverHost, DriverOptions, DriverRuntime, Outcome
+from hubrt.engine import LuaFailure
 from hubrt.package import DriverPackage
 from hubrt.store import StoreError
 
@@ -90,6 +92,10 @@ class HubLink:
     def log(self, level: str, text: str) -> None:
         self._notify({"op": "log", "level": level, "text": text})
 
+    def print(self, text: str) -> None:
+        """A standalone script's print()."""
+        self._notify({"op": "print", "text": text})
+
     def emit(self, device: str, component: str, capability: str, attribute: str, value: Any, unit: Any,
              state_change: bool) -> None:
         self._notify({"op": "emit", "device": device, "component": component, "capability": capability,
@@ -129,15 +135,17 @@ class HubLink:
 class Worker:
     """One driver as its worker runs it: answers the hub's messages."""
 
-    def __init__(self, package: DriverPackage, options: DriverOptions, notify: Callable[[dict], None],
-                 request: Callable[[dict], dict], deliver: Callable[[], None] = lambda: None,
-                 coverage: Any = None) -> None:
+    def __init__(self, name: str, package: DriverPackage | None, options: DriverOptions,
+                 notify: Callable[[dict], None], request: Callable[[dict], dict],
+                 deliver: Callable[[], None] = lambda: None, coverage: Any = None) -> None:
+        """`package` is None for a standalone script (`hubrt lua`)."""
+        self.name = name
         self.package = package
         self.options = options
         self.link = HubLink(notify, request, deliver)
         self.devices: dict[str, dict] = {}
         self.coverage = coverage
-        self.host: DriverHost | None = None
+        self.host: DriverRuntime | None = None
 
     def handle(self, message: dict) -> dict | None:
         """The reply to one message from the hub (None for a notice that needs none)."""
@@ -148,8 +156,13 @@ class Worker:
         if op == "devices":
             return None
         self.link.tick(message["now"], message["real"])
-        if op == "start":
-            self.host = DriverHost(self.package, self.link, self.devices, self.options, self.coverage)
+        if op in ("start", "script"):
+            try:
+                if op == "script":
+                    return self._done(self._run_script(Path(message["path"])))
+                self.host = DriverHost(self.package, self.link, self.devices, self.options, self.coverage)
+            except StoreError as e:  # the driver's saved data cannot be loaded: the hub says why
+                return {"op": "done", "outcome": Outcome("store", str(e)).as_message()}
             return self._done(self.host.start())
         if op == "stop":
             return {"op": "done", "outcome": Outcome("ok").as_message(), "reports": self._stop()}
@@ -171,6 +184,19 @@ class Worker:
         if op == "discovery":
             return ("_on_discovery",)
         raise ValueError(f"unknown message {op!r}")
+
+    def _run_script(self, path: Path) -> Outcome:
+        """A standalone Lua file as a one-driver hub: an uncaught error is a driver crash."""
+        o, link = self.options, self.link
+        self.host = DriverRuntime(self.name, link, engine=o.engine, strict=o.strict, max_memory=o.max_memory,
+                                  src_dir=path.parent, print_line=link.print,
+                                  warn=lambda text: link.log("warn", text), log=link.log)
+        self.host.state.helpers.set_clock(link.epoch_seconds)
+        try:
+            self.host.run_file(path)
+        except LuaFailure as e:
+            return Outcome("syntax" if e.kind == "syntax" else "exit", e.message, e.traceback)
+        return Outcome("ok")
 
     def _done(self, outcome: Outcome) -> dict:
         if not outcome.crashed:  # a crash loses what was not saved, as the Lua state dies with it
@@ -232,10 +258,10 @@ class WorkerHandle:
     device)` answers what the worker sends while it works on a dispatch for `device`.
     """
 
-    def __init__(self, package: DriverPackage, options: DriverOptions, serve: Serve,
+    def __init__(self, name: str, package: DriverPackage | None, options: DriverOptions, serve: Serve,
                  stop_requested: Callable[[], bool]) -> None:
         self.package = package
-        self.name = package.package_key
+        self.name = name
         self.options = options
         self._serve = serve
         self._stop_requested = stop_requested
@@ -269,7 +295,7 @@ class InlineWorker(WorkerHandle):
     def __init__(self, *args: Any, coverage: Any = None) -> None:
         super().__init__(*args)
         self._device: str | None = None
-        self.worker = Worker(self.package, self.options, self._notice, self._request, coverage=coverage)
+        self.worker = Worker(self.name, self.package, self.options, self._notice, self._request, coverage=coverage)
 
     def _notice(self, message: dict) -> None:
         self._serve(self.name, roundtrip(message), self._device)
@@ -340,7 +366,8 @@ class ProcessWorker(WorkerHandle):
                 hub_end.close()
                 self._become_worker(hub_pid, worker_end)
                 outbox = Outbox(worker_end)
-                serve(Worker(self.package, self.options, outbox.notify, outbox.request, outbox.flush), outbox)
+                serve(Worker(self.name, self.package, self.options, outbox.notify, outbox.request, outbox.flush),
+                      outbox)
                 code = 0
             except ChannelClosed:
                 code = 0  # the hub went away
@@ -376,7 +403,7 @@ class ProcessWorker(WorkerHandle):
         return limit
 
     def post(self, message: dict, device: str | None = None) -> list[Completion]:
-        if message["op"] == "start":
+        if message["op"] in ("start", "script"):
             self._fork()
         done = self._drain(MAX_IN_FLIGHT // 2) if len(self._in_flight) >= MAX_IN_FLIGHT else []
         what = message["what"]
@@ -512,8 +539,8 @@ def _lost(lost: list[tuple[str, str | None]]) -> str:
 
 class Outbox:
     """The worker's end of the channel: what a dispatch tells the hub goes out in one write at its end
-    (events, saves), except log lines, which go at once, so that the last thing a handler logged
-    before it got stuck is seen."""
+    (events, saves), except log lines and prints, which go at once, so that the last thing a handler
+    logged before it got stuck is seen."""
 
     LIMIT = 1 << 16
 
@@ -527,7 +554,7 @@ class Outbox:
         frame = self.channel.frame(message)
         self._pending.append(frame)
         self._size += len(frame)
-        if self._size > self.LIMIT or message["op"] == "log":
+        if self._size > self.LIMIT or message["op"] in ("log", "print"):
             self.flush()
 
     def flush(self) -> None:

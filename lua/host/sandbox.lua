@@ -206,13 +206,23 @@ end
 local native_time, native_date, floor = os.time, os.date, math.floor
 local clock_now = native_time
 env.os = {clock = os.clock, difftime = os.difftime}
+-- Calls a library function on behalf of the driver: an error it raises names the
+-- driver's line and the function as the driver called it, not this file.
+local function for_driver(name, f, ...)
+  local function pass(ok, ...)
+    if ok then return ... end
+    local msg = tostring((...)):gsub("^[^:]*:%d+: ", ""):gsub("to '[^']*'", "to '" .. name .. "'", 1)
+    raise(msg)
+  end
+  return pass(pcall(f, ...))
+end
 function env.os.time(t)
   if t == nil then return floor(clock_now()) end
-  return native_time(t)
+  return for_driver("os.time", native_time, t)
 end
 function env.os.date(format, t)
   if t == nil then t = floor(clock_now()) end
-  return native_date(format, t)
+  return for_driver("os.date", native_date, format, t)
 end
 function env.os.exit(code)
   error(new_stop("exit", "driver called os.exit(" .. tostring(code) .. ")", code), 0)
