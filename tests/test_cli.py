@@ -83,3 +83,42 @@ def test_store_show_unknown_driver(tmp_path):
     hubrt("lua", str(SEED), "--state", str(tmp_path), check=True)
     result = hubrt("store", "show", "nobody", "--state", str(tmp_path))
     assert result.returncode == 2 and "seed_datastore" in result.stderr
+
+
+def test_scripts_can_use_hubrts_modules(tmp_path, engine):
+    script = tmp_path / "s.lua"
+    script.write_text('local log = require "log"\nlog.info("hello")\n'
+                      'print(require("st.json").encode({1, 2}))\n')
+    result = hubrt("lua", str(script), "--lua", engine, "--state", str(tmp_path / "st"), check=True)
+    assert result.stdout == "[1,2]\n" and "hello" in result.stderr, result
+
+
+def test_ctrl_c_stops_a_runaway_script_and_keeps_what_it_saved(tmp_path, engine):
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "spin.lua"
+    script.write_text('local ds = require("datastore").init()\nds.before = 1\nds:save()\nds.unsaved = 2\n'
+                      'print("spinning")\nwhile true do end\n')
+    proc = subprocess.Popen([sys.executable, "-m", "hubrt", "lua", str(script), "--lua", engine,
+                             "--state", str(tmp_path / "st")], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "spinning\n"
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - start < 8 and proc.returncode == 130, err
+    assert "was stopped" in err and "Traceback" not in err
+    shown = json.loads(hubrt("store", "show", "spin", "--state", str(tmp_path / "st"), check=True).stdout)
+    assert shown == {"before": 1}
+
+
+def test_driver_text_cannot_drive_the_terminal(tmp_path):
+    from conftest import DIMMER
+    script = tmp_path / "s.yml"
+    script.write_text('- add_device: {profile: dimmer, label: "L\\e]0;pwned\\aRED"}\n- print: devices\n')
+    result = hubrt("run", str(DIMMER), "--script", str(script), "--state", str(tmp_path / "st"), check=True)
+    for text in (result.stdout, result.stderr):
+        assert "\x1b" not in text and "\x07" not in text
+    assert "L\\x1b]0;pwned\\x07RED" in result.stdout and "L\\x1b]0;pwned\\x07RED" in result.stderr

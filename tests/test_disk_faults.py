@@ -208,3 +208,16 @@ def test_check_on_a_read_only_file_system_reads_a_healthy_store_as_healthy(tmp_p
         subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
         result = hubrt("store", "check", "--state", str(fs / "state"))
         assert result.returncode == 0 and "ok;" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_commit_on_a_full_disk_says_the_disk_is_full(tmp_path):
+    script = tmp_path / "fill.lua"
+    script.write_text('local ds = require("datastore").init()\n'
+                      'for i = 1, 1000 do\n'
+                      '  ds["k" .. i] = string.rep("x", 4000)\n'
+                      '  local ok, err = ds:commit()\n'
+                      '  if not ok then print(err) return end\n'
+                      'end\n')
+    with tmpfs(tmp_path / "small", "size=160k") as small:
+        result = hubrt("lua", str(script), "--state", str(small / "state"))
+        assert "full" in result.stdout and "cannot rollback" not in result.stdout, result.stdout + result.stderr

@@ -24,3 +24,17 @@ def test_syntax_error_in_a_module_names_its_file(lua_hub):
     (lua_hub.dir / "broken.lua").write_text("local x = = 1\n")
     message = lua_hub.fails('require "broken"')
     assert "broken.lua:1:" in message
+
+
+def test_a_link_out_of_the_drivers_folder_is_not_followed(lua_hub, tmp_path):
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.lua"
+    outside.write_text('return "secret"\n')
+    (lua_hub.dir / "evil.lua").symlink_to(outside)
+    message = lua_hub.fails('require "evil"')
+    assert message.startswith("driver.lua:1: module 'evil' not found: src/evil.lua is a link to "), message
+    assert "outside the driver's src/" in message
+
+
+def test_a_module_name_with_a_control_byte_is_refused_at_the_drivers_line(lua_hub):
+    message = lua_hub.fails('require("st\\0json")')
+    assert message == "driver.lua:1: module 'st\\x00json' not found: not a valid module name", message

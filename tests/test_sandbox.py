@@ -149,3 +149,11 @@ def test_lua53_library_functions_under_luajit(lua_hub):
         assert(utf8.codepoint("\\xE2\\x82\\xAC") == 8364)
         assert(utf8.offset("a\\xC3\\xA4b", 3) == 4)
     """)
+
+
+def test_os_date_and_time_errors_name_the_drivers_line(lua_hub, engine):
+    message = lua_hub.fails('os.time({year = "x"})')
+    assert message == "driver.lua:1: field 'day' missing in date table", message
+    if engine == "5.3":  # LuaJIT's strftime takes any conversion
+        message = lua_hub.fails('os.date("%Ez")')
+        assert message == "driver.lua:1: bad argument #1 to 'os.date' (invalid conversion specifier '%Ez')", message
