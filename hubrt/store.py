@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from hubrt.wal import examine_wal
+
 DB_NAME = "hub.db"
 LOCK_NAME = "hub.lock"
 APPLICATION_ID = 0x68756272  # "hubr"
@@ -84,6 +86,11 @@ class Store:
 
     def _open(self) -> sqlite3.Connection:
         existed = self.path.exists() and self.path.stat().st_size > 0
+        # before SQLite replays the WAL (and, at close, folds it in and deletes it): once it has,
+        # commits lost behind a damaged frame could no longer be told
+        wal = examine_wal(self.path) if existed else None
+        if wal is not None and wal.lost_commits:
+            raise StoreError(self._damaged(wal.problem))
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:

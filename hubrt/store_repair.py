@@ -22,6 +22,7 @@ import orjson
 
 from hubrt.store import (APPLICATION_ID, DB_NAME, SCHEMA_VERSION, WAL_SUFFIXES, Store, StoreError, aside_name,
                          lock_state_dir, row_crc)
+from hubrt.wal import examine_wal
 
 
 @dataclass
@@ -105,6 +106,10 @@ def examine(state_dir: Path) -> Salvage:
 
 def _examine(path: Path) -> Salvage:
     salvage = Salvage()
+    wal = examine_wal(path)  # before SQLite opens the file and replays what it can of the WAL
+    if wal is not None and wal.lost_commits:
+        salvage.problems.append(f"{wal.problem}; they are lost to SQLite (recover keeps the WAL with the "
+                                "damaged files)")
     try:
         db = _connect_read_only(path)
         app_id = db.execute("PRAGMA application_id").fetchone()[0]

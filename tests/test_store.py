@@ -136,3 +136,64 @@ def test_state_directory_that_cannot_be_created(tmp_path):
     blocker.write_text("")
     result = hubrt("lua", SEED, "--state", str(blocker / "state"))
     assert result.returncode == 2 and "cannot use this state directory" in result.stderr
+
+
+COMMITS = """
+local ds = require("datastore").init()
+for i = 1, 1000000 do
+  ds["k" .. (i % 20)] = i
+  ds.n = i
+  assert(ds:commit())
+  if i == 200 then print("200 committed") end
+end
+"""
+
+
+@pytest.fixture(scope="module")
+def killed_store(tmp_path_factory):
+    """A store as a SIGKILL leaves it: many acknowledged commits still in the WAL."""
+    import signal
+    import subprocess
+    import sys
+    folder = tmp_path_factory.mktemp("killed")
+    (folder / "c.lua").write_text(COMMITS)
+    proc = subprocess.Popen([sys.executable, "-m", "hubrt", "lua", str(folder / "c.lua"), "--state",
+                             str(folder / "state")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "200 committed\n"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return folder / "state"
+
+
+def _copy_with_flip(src, dst, offset):
+    import shutil
+    dst.mkdir()
+    for name in ("hub.db", "hub.db-wal"):
+        shutil.copyfile(src / name, dst / name)
+    wal = bytearray((dst / "hub.db-wal").read_bytes())
+    if offset is not None:
+        wal[offset % len(wal)] ^= 0x10
+    (dst / "hub.db-wal").write_bytes(wal)
+    return dst
+
+
+@pytest.mark.parametrize("offset, problem", [
+    (None, None),
+    (32 + 100 * (24 + 4096) + 24 + 777, "frame 101 of the WAL fails its checksum, so the"),
+    (32 + 100 * (24 + 4096) + 9, "frame 101 of the WAL fails its checksum, so the"),  # a frame's salt
+    (12, "the WAL header fails its checksum, so none of the"),
+])
+def test_a_damaged_wal_is_reported_not_silently_cut_short(killed_store, tmp_path, offset, problem):
+    state = _copy_with_flip(killed_store, tmp_path / "state", offset)
+    wal_before = (state / "hub.db-wal").read_bytes()
+    result = hubrt("store", "check", "--state", str(state))
+    if problem is None:
+        assert result.returncode == 0, result.stdout
+        return
+    assert result.returncode == 1 and problem in result.stdout and "commit(s)" in result.stdout, result.stdout
+    result = hubrt("lua", str(killed_store.parent / "c.lua"), "--state", str(state))
+    assert result.returncode == 2 and "the store is damaged" in result.stderr and problem in result.stderr
+    assert (state / "hub.db-wal").read_bytes() == wal_before, "nothing was changed"
+    hubrt("store", "recover", "--state", str(state), check=True)
+    kept = [p for p in state.iterdir() if p.name.startswith("hub.db.damaged-") and p.name.endswith("-wal")]
+    assert kept and kept[0].read_bytes() == wal_before, "the damaged WAL is kept"
