@@ -55,6 +55,20 @@ CATALOGUE = [
      "ran for more than"),
     ("endless loop in loaded code", "load('while true do end')()", "ran for more than"),
     ("deep recursion", "local function f(n) return 1 + f(n + 1) end; f(1)", "stack overflow"),
+    # the datastore's internals through an iterator's results (issue 9, D1)
+    ("backing table through pairs", "driver.datastore.a = {}; local _, raw = pairs(driver.datastore.a); raw.x = print",
+     "attempt to index"),
+    ("root backing table through pairs", "local _, raw = pairs(driver.datastore); raw.x = print", "attempt to index"),
+    ("iterator state of pairs", "driver.datastore.b = {1}; local f, s = pairs(driver.datastore.b); "
+     "assert(type(s) == 'table', 'no table handed out')", "no table handed out"),
+    # what cannot be saved and reloaded, refused at the driver's line (D5, D6, D8)
+    ("table too deep to save", "local t = {} local c = t for i = 1, 500 do c.n = {} c = c.n end "
+     "driver.datastore.deep = t", "nested more than 100 levels"),
+    ("number keys whose saved text collides", "driver.datastore.k = {[0.3] = 1}; driver.datastore.k[0.1 + 0.2] = 2",
+     "reads back as another number"),
+    ("NaN key", "driver.datastore.k2 = {}; driver.datastore.k2[0/0] = 1", "is NaN"),
+    # hub time that is not a time (D9)
+    ("NaN timer", "driver:call_with_delay(0/0, function() end)", "finite number of seconds"),
     ("error loop through tostring",
      "error(setmetatable({}, {__tostring = function() while true do end end}))",
      ("ran for more than", "error in error handling")),  # LuaJIT stops it inside its error handler

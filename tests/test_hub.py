@@ -465,3 +465,37 @@ def test_a_stray_yield_in_the_main_chunk_is_a_driver_crash_at_its_line(new_hub, 
     crashes = [r.text for r in hub.logs if "driver crash" in r.text]
     assert len(crashes) == 3 and "coroutine.yield() in the main chunk" in crashes[0] \
         and "init.lua:3: in main chunk" in crashes[0], crashes
+
+
+def _ticker(key: str, period: float) -> str:
+    return f"""
+        local Driver = require "st.driver"
+        local driver = Driver("{key}", {{}})
+        driver:call_on_schedule({period}, function(d)
+          d.datastore.ticks = (d.datastore.ticks or 0) + 1
+          require("log").info("{key} tick", d.datastore.ticks, os.time())
+        end)
+        driver:run()
+    """
+
+
+def test_virtual_time_is_deterministic_with_several_workers(new_hub, tmp_path):
+    """Each driver's worker is a process, yet timers of different drivers fire in due order, and the
+    hub's clock moves only once every worker is idle: the same run gives the same log."""
+    runs = []
+    for run in range(2):
+        hub = new_hub()
+        hub.install(make_driver(tmp_path / f"a{run}", _ticker("a", 2), key="a"))
+        hub.install(make_driver(tmp_path / f"b{run}", _ticker("b", 3), key="b"))
+        hub.advance(12)
+        runs.append([(r.time, r.text.split()[0], r.text.split()[3]) for r in hub.logs if "tick" in r.text])
+        hub.restart("power_loss")
+        hub.shutdown()
+        import shutil
+        shutil.rmtree(tmp_path / "state")
+    for ticks in runs:
+        assert [(t, who) for t, who, _ in ticks] == [
+            (2.0, "a"), (3.0, "b"), (4.0, "a"), (6.0, "a"), (6.0, "b"), (8.0, "a"), (9.0, "b"), (10.0, "a"),
+            (12.0, "a"), (12.0, "b")]
+        start = int(ticks[0][2]) - 2  # os.time() follows hub time
+        assert [int(epoch) - start for _, _, epoch in ticks] == [int(t) for t, _, _ in ticks], ticks
