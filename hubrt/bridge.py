@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from hubrt.worker import HubLink
 
 
+NO_MEMORY = b"not enough memory: the driver's worker reached its memory cap (--max-memory)"
+
+
 def to_python(value: Any, lua_type) -> Any:
     """A Lua value as plain Python: strings as str, a 1..n sequence as a list, other tables as dicts."""
     if type(value) is bytes:
@@ -92,12 +95,16 @@ class Bridge:
             return orjson.dumps(to_python(value, self.lua_type))
         except (TypeError, orjson.JSONEncodeError) as e:
             return None, f"st.json.encode: {e}".encode()
+        except MemoryError:  # the worker's address-space cap, on top of the Lua state's own
+            return None, NO_MEMORY
 
     def json_decode(self, text: bytes) -> Any:
         try:
             return to_lua(self.runtime, orjson.loads(text))
         except orjson.JSONDecodeError as e:
             return None, f"st.json.decode: invalid JSON: {e}".encode()
+        except MemoryError:
+            return None, NO_MEMORY
 
 
 class DriverBridge(Bridge):

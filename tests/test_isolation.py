@@ -171,3 +171,31 @@ def _children(pid: int) -> list[int]:
             return [int(p) for p in f.read().split()]
     except OSError:
         return []
+
+
+BIG_JSON = """
+local Driver = require "st.driver"
+local json = require "st.json"
+Driver("big", {capability_handlers = {switch = {on = function(driver)
+  local s = string.rep("x", 40 * 1024 * 1024)
+  local t = {}
+  for i = 1, 40 do t[i] = s end  -- 40 MiB in Lua, 1.6 GiB once copied out for encoding
+  local ok, err = pcall(json.encode, t)
+  driver.datastore.result = tostring(ok) .. ": " .. tostring(err)
+end}}}):run()
+"""
+
+
+def test_a_worker_cannot_take_more_memory_than_its_cap(new_hub, tmp_path, engine):
+    """The Lua state's cap does not see what driver calls make Python allocate; the worker's address-space
+    limit does, and the driver gets an error it can handle."""
+    hub = new_hub(max_memory=128 * 2**20)
+    hub.install(make_driver(tmp_path / "big", BIG_JSON, key="big"))
+    hub.install(make_driver(tmp_path / "victim", VICTIM, key="victim"))
+    hub.add_device("big", "switch", label="B")
+    hub.add_device("victim", "switch", label="V")
+    hub.command("B", "switch", "on")
+    hub.command("V", "switch", "on")
+    result = hub.store.load("big")["result"]
+    assert result.startswith("false: ") and "not enough memory" in result, result
+    assert hub.store.load("victim")["count"] == 1
