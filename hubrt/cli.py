@@ -14,7 +14,8 @@ from rich.markup import escape
 
 from hubrt.display import printable
 from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, ENGINES, LuaFailure
-from hubrt.hub import DEFAULT_FLUSH_INTERVAL, DEFAULT_HANDLER_TIMEOUT, Clock, Event, Hub, LogRecord, StopRequested
+from hubrt.clock import Clock
+from hubrt.hub import DEFAULT_FLUSH_INTERVAL, DEFAULT_HANDLER_TIMEOUT, Event, Hub, LogRecord, StopRequested
 from hubrt.inputs import InputError
 from hubrt.scenario import AssertionFailed, Runner, load_scenario, parse_prompt_line, prompt_help
 from hubrt.store import Store, StoreError

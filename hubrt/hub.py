@@ -12,9 +12,6 @@ The three kinds of stop of spec/datastore.md section 4 are `restart(kind)`.
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import math
 import sys
 import time
 import uuid
@@ -23,10 +20,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hubrt.capabilities import Catalogue, CapabilityError
+from hubrt.clock import Clock, Timers
 from hubrt.coverage import LineCoverage
 from hubrt.driver import DriverOptions, DriverRuntime, Outcome
 from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, LuaFailure
-from hubrt.inputs import InputError
+from hubrt.inputs import InputError, preferences_problem, valid_seconds
 from hubrt.package import DriverPackage, load_package
 from hubrt.store import Store, StoreError
 from hubrt.worker import InlineWorker, ProcessWorker, WorkerHandle
@@ -37,24 +35,6 @@ DEFAULT_FLUSH_INTERVAL = 5.0
 DEFAULT_HANDLER_TIMEOUT = 2.0
 MAX_CRASHES_AT_START = 3
 ISOLATIONS = ("process", "inline")
-
-
-def valid_seconds(value: Any) -> bool:
-    """A span of hub time: a finite number >= 0 (time only moves forward, and never for ever)."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < math.inf
-
-
-def preferences_problem(preferences: Any) -> str | None:
-    """Why these device preferences cannot be given to a driver (None if they can): a mapping of
-    preference names to plain values, as the hub's device settings are."""
-    if not isinstance(preferences, dict):
-        return f"'preferences' must be a mapping of names to values, got {preferences!r}"
-    for name, value in preferences.items():
-        if not isinstance(name, str):
-            return f"preference names are text, got {name!r}"
-        if not (isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))):
-            return f"preference {name!r}: a value is text, a number or true/false, got {value!r}"
-    return None
 
 
 class HubError(InputError):
@@ -102,40 +82,6 @@ class LogRecord:
     driver: str
     device: str | None
     text: str
-
-
-class Clock:
-    """Hub time in seconds. Virtual time moves only when told (tests, scenarios);
-    real time follows the wall clock."""
-
-    def __init__(self, real: bool = False) -> None:
-        self.real = real
-        self._start = time.monotonic()
-        self._epoch = time.time()  # the wall time when the hub started
-        self._virtual = 0.0
-
-    def now(self) -> float:
-        return time.monotonic() - self._start if self.real else self._virtual
-
-    def epoch_seconds(self) -> float:
-        """Hub time as the wall time it stands for: what drivers' os.time() answers."""
-        return self._epoch + self.now()
-
-    def wait_until(self, t: float) -> None:
-        if self.real:
-            time.sleep(max(0.0, t - self.now()))
-        else:
-            self._virtual = max(self._virtual, t)
-
-
-@dataclass(order=True)
-class _Timer:
-    due: float
-    seq: int
-    id: int = field(compare=False)
-    driver: str = field(compare=False)
-    interval: float | None = field(compare=False)
-    name: str | None = field(compare=False)
 
 
 def _print_log(record: LogRecord) -> None:
@@ -187,9 +133,7 @@ class Hub:
         self.devices: dict[str, Device] = {}
         self.events: list[Event] = []
         self.logs: list[LogRecord] = []
-        self._timers: dict[tuple[str, int], _Timer] = {}  # (driver, the timer id it was given) -> timer
-        self._queue: list[_Timer] = []
-        self._timer_seq = itertools.count(1)
+        self.timers = Timers()
         self._stale_devices: set[str] = set()  # drivers whose workers have not seen their devices' changes
         self._last_flush = self.clock.now()
         self._current_device: str | None = None
@@ -232,7 +176,9 @@ class Hub:
     def _device_records(self, driver: str) -> list[dict]:
         return [asdict(d) for d in self.devices_of(driver)]
 
-    def _start(self, package: DriverPackage) -> WorkerHandle:
+    def _start(self, package: DriverPackage) -> None:
+        """Starts a driver's worker and sends its devices `init`; a driver that crashes while
+        starting is tried again, up to MAX_CRASHES_AT_START times."""
         name = package.package_key
         for _ in range(MAX_CRASHES_AT_START):
             driver = self._new_worker(package)
@@ -248,13 +194,12 @@ class Hub:
                 for device in self.devices_of(package.package_key):
                     self._lifecycle(device, "init")
                     if self.drivers.get(package.package_key) is not driver:
-                        # it crashed in `init` and was started again, devices and all
-                        return self.drivers.get(package.package_key)
-                return driver
+                        return  # it crashed in `init` and was started again, devices and all
+                return
             self._report(name, "src/init.lua", outcome)
             driver.kill()
             self.drivers.pop(name, None)
-            self._forget_timers(name)
+            self.timers.forget(name)
             if outcome.kind == "syntax":  # trying again cannot help
                 raise HubError(f"driver {package.package_key!r} cannot start: fix the syntax error above")
         raise HubError(f"driver {package.package_key!r} crashed {MAX_CRASHES_AT_START} times while starting; "
@@ -338,7 +283,7 @@ class Hub:
         elif op == "timer_start":
             self.start_timer(driver, m["id"], m["seconds"], m["repeating"], m["name"])
         elif op == "timer_cancel":
-            self._timers.pop((driver, m["id"]), None)
+            self.timers.cancel(driver, m["id"])
         elif op == "set_online":
             self.set_online(m["device"], m["online"])
         elif op == "create_device":
@@ -531,14 +476,7 @@ class Hub:
         if not valid_seconds(seconds):  # the driver API refuses these; a timer never fires at NaN
             self.log("error", driver, f"timer {name or timer_id}: ignored, its delay {seconds!r} is not a time")
             return
-        timer = _Timer(self.clock.now() + seconds, next(self._timer_seq), timer_id, driver,
-                       seconds if repeating else None, name)
-        self._timers[driver, timer_id] = timer
-        heapq.heappush(self._queue, timer)
-
-    def _forget_timers(self, driver: str) -> None:
-        for key in [key for key in self._timers if key[0] == driver]:
-            del self._timers[key]
+        self.timers.start(driver, timer_id, self.clock.now() + seconds, seconds if repeating else None, name)
 
     def advance(self, seconds: float) -> None:
         """Moves hub time forward, firing due timers in order (real time: waits)."""
@@ -546,16 +484,8 @@ class Hub:
             raise HubError(f"advance takes a finite number of seconds >= 0, got {seconds!r}")
         self.settle()
         end = self.clock.now() + seconds
-        while self._queue and self._queue[0].due <= end:
-            timer = heapq.heappop(self._queue)
-            if self._timers.get((timer.driver, timer.id)) is not timer:
-                continue  # cancelled
+        for timer in self.timers.due(end):
             self.clock.wait_until(timer.due)
-            if timer.interval is None:
-                del self._timers[timer.driver, timer.id]
-            else:
-                timer.due += max(timer.interval, 0.001)
-                heapq.heappush(self._queue, timer)
             driver = self.drivers.get(timer.driver)
             if isinstance(driver, WorkerHandle):
                 what = f"timer {timer.name}" if timer.name else f"timer {timer.id}"
@@ -572,7 +502,7 @@ class Hub:
         driver = self.drivers.pop(name, None)
         if isinstance(driver, WorkerHandle):
             driver.kill()
-        self._forget_timers(name)
+        self.timers.forget(name)
         if name not in self.packages:
             return
         self._crashes[name] = self._crashes.get(name, 0) + 1
@@ -592,8 +522,7 @@ class Hub:
             else:
                 driver.datastore.force_save()
         self.drivers.clear()
-        self._timers.clear()
-        self._queue.clear()
+        self.timers.forget()
 
     def shutdown(self) -> None:
         """Graceful stop: nothing is lost. (A second call does nothing.)"""
@@ -609,8 +538,7 @@ class Hub:
             if isinstance(driver, WorkerHandle):
                 driver.kill()
         self.drivers.clear()
-        self._timers.clear()
-        self._queue.clear()
+        self.timers.forget()
         if not self.store.closed:
             self.store.lose_power()
 

@@ -1,4 +1,5 @@
-"""Files that people write (driver packages, capability definitions, scenarios).
+"""What people give hubrt: files they write (driver packages, capability definitions,
+scenarios) and values they hand the hub (spans of time, device preferences).
 
 Every problem with them is an InputError whose message names the file, and the
 line where YAML can tell, so the CLI can show it as one line instead of a
@@ -8,6 +9,7 @@ that a check made long after parsing can still point at the line.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,21 @@ def read_yaml(path: Path) -> Any:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise InputError(f"{where}: invalid YAML: {problem}") from None
+
+
+def valid_seconds(value: Any) -> bool:
+    """A span of hub time: a finite number >= 0 (time only moves forward, and never for ever)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < math.inf
+
+
+def preferences_problem(preferences: Any) -> str | None:
+    """Why these device preferences cannot be given to a driver (None if they can): a mapping of
+    preference names to plain values, as the hub's device settings are."""
+    if not isinstance(preferences, dict):
+        return f"'preferences' must be a mapping of names to values, got {preferences!r}"
+    for name, value in preferences.items():
+        if not isinstance(name, str):
+            return f"preference names are text, got {name!r}"
+        if not (isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))):
+            return f"preference {name!r}: a value is text, a number or true/false, got {value!r}"
+    return None

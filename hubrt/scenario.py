@@ -25,8 +25,8 @@ import orjson
 import yaml
 
 from hubrt.display import printable
-from hubrt.hub import STOP_KINDS, Hub, preferences_problem, valid_seconds
-from hubrt.inputs import InputError
+from hubrt.hub import STOP_KINDS, Hub
+from hubrt.inputs import InputError, preferences_problem, valid_seconds
 
 
 class ScenarioError(InputError):

@@ -166,8 +166,9 @@ def test_recover_killed_at_any_point_loses_nothing(tmp_path):
     template = tmp_path / "template"
     _damaged_store(template)
     expected = examine(template).rows
+    import os
     rng = random.Random(5)
-    for run in range(12):
+    for run in range(int(os.environ.get("HUBRT_RECOVER_KILLS", "12"))):  # a campaign: HUBRT_RECOVER_KILLS=100
         state = tmp_path / f"run{run}"
         shutil.copytree(template, state)
         proc = subprocess.Popen([sys.executable, "-m", "hubrt", "store", "recover", "--state", str(state)],
