@@ -104,10 +104,13 @@ def test_ctrl_c_stops_a_runaway_script_and_keeps_what_it_saved(tmp_path, engine)
     proc = subprocess.Popen([sys.executable, "-m", "hubrt", "lua", str(script), "--lua", engine,
                              "--state", str(tmp_path / "st")], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline() == "spinning\n"
-    start = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    try:
+        assert proc.stdout.readline() == "spinning\n"
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # a script that ignores Ctrl-C must not outlive the test
     assert time.monotonic() - start < 8 and proc.returncode == 130, err
     assert "was stopped" in err and "Traceback" not in err
     shown = json.loads(hubrt("store", "show", "spin", "--state", str(tmp_path / "st"), check=True).stdout)

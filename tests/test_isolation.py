@@ -152,7 +152,10 @@ def test_sigterm_stops_the_hub_whatever_a_driver_is_doing(tmp_path):
     time.sleep(1.5)  # the hostile handler is running by now
     start = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # a hub that ignores SIGTERM must not outlive the test
     took = time.monotonic() - start
     assert took < 8, f"SIGTERM took {took:.1f} s"
     assert "told to stop" in err, err

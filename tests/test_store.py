@@ -159,9 +159,11 @@ def killed_store(tmp_path_factory):
     (folder / "c.lua").write_text(COMMITS)
     proc = subprocess.Popen([sys.executable, "-m", "hubrt", "lua", str(folder / "c.lua"), "--state",
                              str(folder / "state")], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline() == "200 committed\n"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        assert proc.stdout.readline() == "200 committed\n"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     return folder / "state"
 
 
