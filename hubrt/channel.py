@@ -100,6 +100,10 @@ class Channel:
             self._read(block=True)
         return self._ready.popleft()
 
+    def pending(self) -> bool:
+        """True when a message (or part of one) has arrived and not been taken yet."""
+        return bool(self._ready) or self._read(block=False)
+
     def received(self) -> list[dict]:
         """Every message that has arrived, without waiting (ChannelClosed once they are taken and
         the other end is gone)."""

@@ -538,17 +538,20 @@ def _lost(lost: list[tuple[str, str | None]]) -> str:
 
 
 class Outbox:
-    """The worker's end of the channel: what a dispatch tells the hub goes out in one write at its end
-    (events, saves), except log lines and prints, which go at once, so that the last thing a handler
+    """The worker's end of the channel. What dispatches tell the hub (events, saves, their replies)
+    goes out in one write when the worker is about to wait for more work, or every REPLIES replies
+    while the hub keeps it busy; log lines and prints go at once, so that the last thing a handler
     logged before it got stuck is seen."""
 
     LIMIT = 1 << 16
+    REPLIES = 16
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self._pending: list[bytes] = []
         self._size = 0
         self._backlog: deque[dict] = deque()  # dispatches that came while waiting for an answer
+        self._replies = 0  # replies not yet written
 
     def notify(self, message: dict) -> None:
         frame = self.channel.frame(message)
@@ -562,6 +565,7 @@ class Outbox:
             self.channel.send_frames(self._pending)
             self._pending.clear()
             self._size = 0
+            self._replies = 0
 
     def request(self, message: dict) -> dict:
         """A worker's question to the hub. Dispatches the hub queued meanwhile wait their turn."""
@@ -578,4 +582,6 @@ class Outbox:
 
     def reply(self, message: dict) -> None:
         self.notify(message)
-        self.flush()
+        self._replies += 1
+        if self._replies >= self.REPLIES or not (self._backlog or self.channel.pending()):
+            self.flush()
