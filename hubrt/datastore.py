@@ -338,11 +338,21 @@ class Node:
         return self.children[k].to_json()
 
     def to_json(self) -> Any:
-        """The JSON document of this table, as the hub saves it."""
-        values = dict(self.backing.items())
+        """The JSON document of this table, as the hub saves it. (A save walks every table under
+        a changed top-level key, so json_value is inlined here for the commonest case.)"""
         if self.n_num and _is_sequence((self.n_num, self.n_odd, self.n_str, self.max_int)):
+            values = dict(self.backing.items())
             return [self.json_value(i, values[i]) for i in range(1, self.n_num + 1)]
-        return {key_text(k).decode(): self.json_value(k, v) for k, v in values.items()}
+        doc = {}
+        children = self.children
+        for k, v in self.backing.items():
+            tv = type(v)
+            if tv is bytes:
+                v = v.decode()
+            elif tv is not int and tv is not float and tv is not bool:
+                v = children[k].to_json()
+            doc[k.decode() if type(k) is bytes else key_text(k).decode()] = v
+        return doc
 
     def template(self) -> dict:
         """A deep copy of the contents, in the form `Datastore.new_view` takes."""

@@ -8,8 +8,25 @@ local function constructor_name(value)
   return (value:gsub("[^%w]", "_"))
 end
 
+local MEMO_LIMIT = 256 -- scalar values remembered as valid, per attribute
+
 local function new_attribute(cap_id, attr_id, schema)
   local attribute = {NAME = attr_id, ID = attr_id, capability = cap_id}
+  -- Whether a value fits depends on the definition alone, which does not change while the
+  -- driver runs: a scalar value (without a unit) that was found valid once needs no second look.
+  local valid, remembered = {}, 0
+
+  local function check(value, unit)
+    if unit == nil and valid[value] then return end
+    local problem = host.check_event(cap_id, attr_id, value, unit)
+    if problem then host.raise(problem) end
+    local kind = type(value)
+    if unit == nil and remembered < MEMO_LIMIT and value == value
+        and (kind == "string" or kind == "number" or kind == "boolean") then
+      valid[value] = true
+      remembered = remembered + 1
+    end
+  end
 
   local function event(value, extra)
     local state
@@ -18,8 +35,7 @@ local function new_attribute(cap_id, attr_id, schema)
     else
       state = {value = value}
     end
-    local problem = host.check_event(cap_id, attr_id, state.value, state.unit)
-    if problem then host.raise(problem) end
+    check(state.value, state.unit)
     local ev = {capability_id = cap_id, attribute_id = attr_id, state = state}
     if type(extra) == "table" then
       ev.state_change = extra.state_change
