@@ -157,3 +157,21 @@ def test_os_date_and_time_errors_name_the_drivers_line(lua_hub, engine):
     if engine == "5.3":  # LuaJIT's strftime takes any conversion
         message = lua_hub.fails('os.date("%Ez")')
         assert message == "driver.lua:1: bad argument #1 to 'os.date' (invalid conversion specifier '%Ez')", message
+
+
+def test_event_values_are_checked_every_time_they_could_be_wrong(lua_hub):
+    """A value found valid once is not sent for checking again; a different value, or the same one
+    with a unit, still is."""
+    lua_hub.run("""
+        local caps = require "st.capabilities"
+        for _ = 1, 3 do assert(caps.switchLevel.level(50).state.value == 50) end
+        for _, bad in ipairs{150, -1, 50.5, "50"} do
+          local ok, err = pcall(caps.switchLevel.level, bad)
+          assert(not ok and err:find("switchLevel.level"), tostring(bad) .. ": " .. tostring(err))
+        end
+        local ok, err = pcall(caps.switchLevel.level, {value = 50, unit = "parsecs"})
+        assert(not ok and err:find("unit"), err)
+        assert(caps.switch.switch.on().state.value == "on")
+        ok, err = pcall(caps.switch.switch, "sideways")
+        assert(not ok and err:find("not one of"), err)
+    """)
