@@ -5,11 +5,18 @@ Every problem with them is an InputError whose message names the file, and the
 line where YAML can tell, so the CLI can show it as one line instead of a
 traceback. Mappings read here remember the line of each key (`Mapping`), so
 that a check made long after parsing can still point at the line.
+
+All YAML is read as the platform's own tools read it: YAML 1.2's core schema.
+Only true/false are booleans; `on`, `off`, `yes`, `no` and dates are text (YAML
+1.1, PyYAML's default, makes `command: on` a boolean and a bare date a date
+object); `017` is seventeen, `0o17` fifteen. libyaml still does the parsing:
+only the resolving of plain scalars is replaced.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +40,34 @@ class Mapping(dict):
         return self.lines.get(key, self.line)
 
 
-class _Loader(_Base):
-    pass
+class Loader(_Base):
+    """libyaml's parser with the YAML 1.2 core schema's resolvers instead of YAML 1.1's."""
+
+    yaml_implicit_resolvers: dict = {}
 
 
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode):
+_CORE_SCHEMA = [  # (tag, plain scalars it takes, the first characters they may start with)
+    ("bool", r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    ("int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
+    ("float", r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
+     "-+0123456789."),
+    ("null", r"~|null|Null|NULL|", ["~", "n", "N", ""]),
+    ("merge", r"<<", "<"),  # not in the core schema, but what YAML users expect of `<<: *defaults`
+]
+for _tag, _pattern, _first in _CORE_SCHEMA:
+    Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(f"^(?:{_pattern})$"), list(_first))
+
+
+def _construct_int(loader: Loader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text)  # decimal, leading zeros and all (YAML 1.1 read 017 as octal)
+
+
+def _construct_mapping(loader: Loader, node: yaml.MappingNode):
     data = Mapping()
     data.line = node.start_mark.line + 1
     yield data
@@ -50,7 +80,8 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode):
             pass
 
 
-_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def at(path: Path, node: Any, key: Any = None) -> str:
@@ -67,7 +98,7 @@ def read_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: cannot read: {e}") from None
     try:
-        return yaml.load(text, Loader=_Loader)
+        return yaml.load(text, Loader=Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

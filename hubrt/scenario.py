@@ -27,6 +27,7 @@ import yaml
 from hubrt.display import printable
 from hubrt.hub import STOP_KINDS, Hub
 from hubrt.inputs import InputError, preferences_problem, valid_seconds
+from hubrt.inputs import Loader as YamlLoader
 
 
 class ScenarioError(InputError):
@@ -139,7 +140,7 @@ def load_scenario(path: Path) -> list[Step]:
         raise ScenarioError(f"{path}: cannot read: {e}") from None
     loader = None
     try:
-        loader = yaml.SafeLoader(text)  # may already refuse the text (control characters)
+        loader = YamlLoader(text)  # YAML 1.2, as the platform reads it; may refuse the text at once
         root = loader.get_single_node()
         if root is None:
             return []

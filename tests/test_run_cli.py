@@ -45,7 +45,7 @@ def test_failed_assertion_exits_1_naming_the_line(tmp_path):
      ":2: command has no argument 'capabilty' (did you mean 'capability'?)"),
     ("- restart: reboot\n", ":1: restart takes one of driver_crash, graceful, power_loss"),
     ("- advance: soon\n", ":1: advance takes a finite number of seconds"),
-    ("- command: [oops\n", ":2: invalid YAML: expected ',' or ']'"),
+    ("- command: [oops\n", ":2: invalid YAML: did not find expected ',' or ']'"),
     ("add_device: x\n", ":1: a scenario is a list of steps"),
     ("- discover: [null]\n", ":1: discover: 'driver' must be a name, got [None]"),  # found by fuzzing
     ("- \x1f\n", "invalid YAML: unacceptable character #x001f"),  # found by fuzzing
