@@ -17,7 +17,7 @@ from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, ENGINES, LuaFailure
 from hubrt.clock import Clock
 from hubrt.hub import DEFAULT_FLUSH_INTERVAL, DEFAULT_HANDLER_TIMEOUT, Event, Hub, LogRecord, StopRequested
 from hubrt.inputs import InputError
-from hubrt.scenario import AssertionFailed, Runner, load_scenario, parse_prompt_line, prompt_help
+from hubrt.scenario import AssertionFailed, Runner, load_scenario, script_help
 from hubrt.store import Store, StoreError
 from hubrt.store_repair import examine, recover
 
@@ -207,8 +207,7 @@ def store_recover(state_dir: Path, force: bool) -> None:
                f"the damaged file is kept as {aside}")
 
 
-_STEPS_HELP = "\b\n" + prompt_help().replace("Steps (the same as in a --script file):",
-                                              "Scenario steps (YAML list in --script, or typed at the prompt):")
+_STEPS_HELP = "\b\n" + script_help()
 
 
 @main.command("run", epilog=_STEPS_HELP)
@@ -254,8 +253,6 @@ def run_command(drivers: tuple[Path, ...], script: Path | None, engine: str, sta
 
     def stop(signum: int, frame: object) -> None:  # a graceful stop, at the next safe point
         hub.stop_requested = True
-        if _waiting_for_input:
-            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -266,7 +263,10 @@ def run_command(drivers: tuple[Path, ...], script: Path | None, engine: str, sta
         if script is not None:
             runner.run(steps)
         else:
-            _prompt(runner)
+            from hubrt.prompt import Prompt  # prompt_toolkit is only needed here
+
+            Prompt(runner, state_dir, lambda text: _err.print(f"[red]{escape(text)}[/]", markup=True,
+                                                              soft_wrap=True, highlight=False)).run()
     except StopRequested:
         hub.log("info", "hub", "told to stop: stopping gracefully")
         hub.stop_requested = False
@@ -286,35 +286,6 @@ def run_command(drivers: tuple[Path, ...], script: Path | None, engine: str, sta
     except StoreError as e:
         _fail(str(e))
     sys.exit(code)
-
-
-_waiting_for_input = False  # at the prompt, a stop signal interrupts input() itself
-
-
-def _prompt(runner: Runner) -> None:
-    global _waiting_for_input
-    click.echo("hubrt prompt: type `help` for the steps, `quit` to stop.")
-    while True:
-        try:
-            _waiting_for_input = True
-            line = input("hubrt> ").strip()
-        except (EOFError, KeyboardInterrupt):
-            click.echo()
-            return
-        finally:
-            _waiting_for_input = False
-        if line in ("quit", "exit"):
-            return
-        if line in ("help", "?"):
-            click.echo(prompt_help())
-            continue
-        try:
-            runner.hub.advance(0)  # timers that came due while waiting for input
-            step = parse_prompt_line(line)
-            if step is not None:
-                runner.run_step(step)
-        except (InputError, AssertionFailed) as e:
-            _err.print(f"[red]{escape(str(e))}[/]", markup=True, soft_wrap=True, highlight=False)
 
 
 @main.command("devices")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -33,11 +33,16 @@ class Clock:
         """Hub time as the wall time it stands for: what drivers' os.time() answers."""
         return self._epoch + self.now()
 
-    def wait_until(self, t: float) -> None:
-        if self.real:
-            time.sleep(max(0.0, t - self.now()))
-        else:
+    def wait_until(self, t: float, stop: Callable[[], bool] = lambda: False) -> None:
+        """Moves (virtual) or waits (real) until hub time `t`; a real wait ends early once `stop()`."""
+        if not self.real:
             self._virtual = max(self._virtual, t)
+            return
+        while not stop():
+            left = t - self.now()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.1))
 
 
 @dataclass(order=True)

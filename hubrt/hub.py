@@ -212,6 +212,9 @@ class Hub:
         else:
             self.log("error", driver, f"error in {what}: {detail}")
 
+    def _stopping(self) -> bool:
+        return self.stop_requested
+
     def check_stop(self) -> None:
         if self.stop_requested:
             raise StopRequested("the hub was told to stop")
@@ -484,14 +487,17 @@ class Hub:
             raise HubError(f"advance takes a finite number of seconds >= 0, got {seconds!r}")
         self.settle()
         end = self.clock.now() + seconds
+        stopping = self._stopping
         for timer in self.timers.due(end):
-            self.clock.wait_until(timer.due)
+            self.clock.wait_until(timer.due, stopping)
+            self.check_stop()
             driver = self.drivers.get(timer.driver)
             if isinstance(driver, WorkerHandle):
                 what = f"timer {timer.name}" if timer.name else f"timer {timer.id}"
                 self._dispatch(driver, what, None, "timer", id=timer.id)
                 self.settle()
-        self.clock.wait_until(end)
+        self.clock.wait_until(end, stopping)
+        self.check_stop()
         self._maybe_flush()
 
     # -- the three kinds of stop ----------------------------------------------

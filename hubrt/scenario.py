@@ -40,30 +40,42 @@ class AssertionFailed(Exception):
 
 @dataclass
 class Verb:
-    params: tuple[str, ...]  # in the order they are given at the prompt
+    params: tuple[str, ...]  # in the order they are given at the prompt (or as name=value)
     required: tuple[str, ...]
     help: str
+    example: str  # typed at the prompt
+    yaml: str  # the same in a --script file
     scalar: str | None = None  # a step written `verb: value` sets this parameter
 
 
 VERBS: dict[str, Verb] = {
     "add_device": Verb(("profile", "label", "driver", "network_id", "preferences", "id"), ("profile",),
-                       "add a device: add_device PROFILE [LABEL] [DRIVER]", "profile"),
-    "remove_device": Verb(("device",), ("device",), "remove a device: remove_device DEVICE", "device"),
+                       "add a device (it gets init, added, doConfigure)", "add_device dimmer Lamp",
+                       "- add_device: {profile: dimmer, label: Lamp, preferences: {defaultLevel: 50}}", "profile"),
+    "remove_device": Verb(("device",), ("device",), "remove a device", "remove_device Lamp",
+                          "- remove_device: Lamp", "device"),
     "update_device": Verb(("device", "label", "preferences"), ("device",),
-                          "change a device's label or preferences (sends infoChanged)"),
+                          "change a device's label or preferences (sends infoChanged)",
+                          "update_device Lamp 'Desk lamp' '{defaultLevel: 40}'",
+                          "- update_device: {device: Lamp, label: Desk lamp}"),
     "command": Verb(("device", "capability", "command", "args", "component"), ("device", "capability", "command"),
-                    "send a capability command: command DEVICE CAPABILITY COMMAND [ARG...]"),
-    "discover": Verb(("driver",), (), "run a driver's discovery handler", "driver"),
-    "advance": Verb(("seconds",), ("seconds",), "move hub time forward, firing timers: advance SECONDS", "seconds"),
-    "wait": Verb(("seconds",), ("seconds",), "the same as advance", "seconds"),
-    "restart": Verb(("kind",), ("kind",), f"stop and start again: restart {'|'.join(STOP_KINDS)}", "kind"),
-    "flush": Verb((), (), "write the hub's saved snapshots to disk now"),
-    "print": Verb(("what", "target"), ("what",),
-                  "show something: print datastore [DRIVER] | devices | events | state DEVICE", "what"),
+                    "send a capability command (arguments typed as the command defines them)",
+                    "command Lamp switchLevel setLevel 40",
+                    "- command: {device: Lamp, capability: switchLevel, command: setLevel, args: [40]}"),
+    "discover": Verb(("driver",), (), "run a driver's discovery handler", "discover lan-bridge",
+                     "- discover: lan-bridge", "driver"),
+    "advance": Verb(("seconds",), ("seconds",), "move hub time forward, firing timers", "advance 30",
+                    "- advance: 30", "seconds"),
+    "wait": Verb(("seconds",), ("seconds",), "the same as advance", "wait 5", "- wait: 5", "seconds"),
+    "restart": Verb(("kind",), ("kind",), f"stop and start again: {', '.join(STOP_KINDS)}", "restart power_loss",
+                    "- restart: power_loss", "kind"),
+    "flush": Verb((), (), "write the hub's saved snapshots to disk now", "flush", "- flush"),
+    "print": Verb(("what", "target"), ("what",), "show datastore [DRIVER], devices, events or state DEVICE",
+                  "print state Lamp", "- print: state Lamp", "what"),
     "assert": Verb(("device", "state", "field", "driver", "datastore", "equals", "component"), ("equals",),
-                   "check a value: assert {device, state: CAP.ATTR | field: NAME, equals} "
-                   "or {driver, datastore: PATH, equals}"),
+                   "check a device's state or persisted field, or a path in a driver's datastore",
+                   "assert device=Lamp state=switch.switch equals=on",
+                   "- assert: {device: Lamp, state: switch.switch, equals: on}"),
 }
 
 
@@ -165,25 +177,6 @@ def load_scenario(path: Path) -> list[Step]:
     finally:
         if loader is not None:
             loader.dispose()
-
-
-def parse_prompt_line(line: str) -> Step | None:
-    """A line typed at the prompt (`command Lamp switchLevel setLevel 40`) as a step."""
-    try:
-        words = shlex.split(line)
-    except ValueError as e:
-        raise ScenarioError(f"prompt: {e}") from None
-    if not words:
-        return None
-    verb, rest = words[0], [yaml.safe_load(w) if w[:1] not in "\"'" else w for w in words[1:]]
-    if verb not in VERBS:
-        raise _unknown_verb(verb, "prompt")
-    params = VERBS[verb].params
-    if verb == "command" and len(rest) > 3:
-        rest = rest[:3] + [rest[3:]]
-    if len(rest) > len(params):
-        raise ScenarioError(f"prompt: {verb} takes at most {len(params)} values ({' '.join(params)})")
-    return make_step(verb, dict(zip(params, rest)), "prompt")
 
 
 def _json(value: Any) -> str:
@@ -294,7 +287,17 @@ class Runner:
 
 
 def prompt_help() -> str:
-    lines = ["Steps (the same as in a --script file):"]
-    lines += [f"  {name:14} {verb.help}" for name, verb in VERBS.items()]
-    lines += ["  help           this list", "  quit           graceful stop and exit"]
+    """The steps, each with a line to type at the prompt."""
+    lines = ["Steps (the same as in a --script file; words may also be given as name=value):"]
+    for name, verb in VERBS.items():
+        lines += [f"  {name:14} {verb.help}", f"  {'':14}   e.g. {verb.example}"]
+    lines += ["  help           this list", "  quit           graceful stop and exit (also Ctrl-D)"]
+    return "\n".join(lines)
+
+
+def script_help() -> str:
+    """The steps, each with its line in a --script file and at the prompt."""
+    lines = ["Scenario steps (a YAML list in --script, or typed at the prompt):"]
+    for name, verb in VERBS.items():
+        lines += [f"  {name:14} {verb.help}", f"      {verb.yaml}", f"      hubrt> {verb.example}"]
     return "\n".join(lines)

@@ -123,52 +123,6 @@ def test_sigkill_of_hubrt_run_keeps_exactly_what_was_flushed(tmp_path, engine):
     assert "'Lamp'" in hubrt("devices", "--state", str(state), check=True).stdout
 
 
-def test_interactive_prompt_on_a_terminal(tmp_path):
-    """On a terminal, `hubrt run` without --script reads the same steps from a prompt."""
-    import os
-    import select
-
-    leader, follower = os.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "hubrt", "run", str(DIMMER), "--state", str(tmp_path)],
-                            cwd=ROOT, stdin=follower, stdout=follower, stderr=follower, close_fds=True)
-    os.close(follower)
-    output = b""
-
-    def plain() -> bytes:  # the terminal gets colours; compare without them
-        return re.sub(rb"\x1b\[[0-9;]*m", b"", output)
-
-    def read_until(marker: bytes, timeout: float = 10.0) -> None:
-        nonlocal output
-        end = time.monotonic() + timeout
-        while marker not in plain() and time.monotonic() < end:
-            ready, _, _ = select.select([leader], [], [], 0.1)
-            if ready:
-                try:
-                    output += os.read(leader, 4096)
-                except OSError:
-                    break
-        assert marker in plain(), plain().decode(errors="replace")
-
-    try:
-        read_until(b"hubrt> ")
-        os.write(leader, b"help\n")
-        read_until(b"add_device")
-        os.write(leader, b"add_device dimmer Lamp\n")
-        read_until(b"switchLevel.level = 100")
-        os.write(leader, b"command Lamp switchLevel setLevel 30\n")
-        read_until(b"switchLevel.level = 30")
-        assert b"\x1b[" in output, "logs and events are coloured on a terminal"
-        os.write(leader, b"command Lamp switch toggle\n")
-        read_until(b"has no command 'toggle'")
-        os.write(leader, b"quit\n")
-        assert proc.wait(timeout=10) == 0
-    finally:
-        proc.kill()
-        os.close(leader)
-    store = json.loads(hubrt("store", "show", "virtual-dimmer", "--state", str(tmp_path), check=True).stdout)
-    assert any(v.get("level") == 30 for k, v in store.items() if k.startswith("__"))
-
-
 @pytest.mark.parametrize("value", [".inf", ".nan", "-.inf"])
 def test_a_scenario_advance_that_is_not_a_span_of_time_is_bad_input(tmp_path, value):
     script = tmp_path / "s.yml"
