@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import difflib
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable

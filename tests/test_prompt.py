@@ -172,3 +172,18 @@ def test_sigterm_at_the_prompt_stops_gracefully(prompt, tmp_path):
     assert child.wait() == 0
     store = json.loads(hubrt("store", "show", "virtual-dimmer", "--state", str(tmp_path / "state"), check=True).stdout)
     assert [v["level"] for k, v in store.items() if k.startswith("__")] == [55]
+
+
+def test_every_example_in_the_help_is_a_valid_step(new_hub, tmp_path):
+    from hubrt.prompt import parse_line
+    from hubrt.scenario import VERBS, load_scenario
+    script = tmp_path / "examples.yml"
+    script.write_text("".join(verb.yaml + "\n" for verb in VERBS.values()))
+    assert [step.verb for step in load_scenario(script)] == list(VERBS)
+    hub = new_hub()
+    hub.install(DIMMER)
+    hub.add_device("virtual-dimmer", "dimmer", label="Lamp")
+    for name, verb in VERBS.items():
+        step = parse_line(hub, verb.example)
+        assert step.verb == name, verb.example
+    assert parse_line(hub, VERBS["command"].example).args["args"] == [40]

@@ -1,11 +1,9 @@
 """`hubrt run`, `hubrt devices` and `hubrt store show` as subprocesses."""
 
 import json
-import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
