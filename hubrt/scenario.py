@@ -126,7 +126,7 @@ def make_step(verb: Any, value: Any, where: str) -> Step:
                 raise ScenarioError(f"{where}: {verb}: {name!r} must be a name, got {value!r}")
             args[name] = str(value)
         elif name == "preferences":
-            if isinstance(value, dict):  # a bare YAML date is a date object to PyYAML: the text was meant
+            if isinstance(value, dict):  # a date (only an explicit !!timestamp under YAML 1.2): its text
                 args[name] = value = {k: v.isoformat() if isinstance(v, datetime.date) else v
                                       for k, v in value.items()}
             problem = preferences_problem(value)
