@@ -142,10 +142,11 @@ def _load_profile(path: Path, catalogue: Catalogue) -> Profile:
     if not isinstance(preferences, list):
         raise PackageError(f"{at(path, doc, 'preferences')}: 'preferences' must be a list")
     for i, pref in enumerate(preferences, 1):
-        if not isinstance(pref, dict) or not isinstance(pref.get("name"), str):
-            where = at(path, pref, "name") if isinstance(pref, dict) else at(path, doc, "preferences")
+        # defined here (name, title, preferenceType, definition...) or a reference to one (preferenceId)
+        if not isinstance(pref, dict) or not any(isinstance(pref.get(k), str) for k in ("name", "preferenceId")):
+            where = at(path, pref) if isinstance(pref, dict) else at(path, doc, "preferences")
             raise PackageError(f"{where}: preference #{i} needs a 'name' (a mapping with name, preferenceType, "
-                               "definition...)")
+                               "definition...) or a 'preferenceId'")
     return Profile(doc["name"], result, _check_categories(path, doc), preferences)
 
 

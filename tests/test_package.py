@@ -63,5 +63,7 @@ def test_a_good_package_still_loads(tmp_path):
         preferences:
           - name: level
             default: 3
+          - preferenceId: stse.sensitivity  # a reference to a preference defined elsewhere, as the platform allows
+            explicit: true
         """)})
     assert load_package(pkg, Catalogue.standard()).profiles["p"].default_preferences() == {"level": 3}
