@@ -53,12 +53,14 @@ def to_lua(runtime: Any, obj: Any) -> Any:
 class Bridge:
     """What every Lua state running hubrt's modules gets: logging, capabilities, JSON."""
 
-    def __init__(self, state: Any, catalogue: Any, log: Any) -> None:
+    def __init__(self, state: Any, catalogue: Any, log: Any, strict: bool = False) -> None:
         self.state = state
         self.runtime = state.runtime
         self.lua_type = state.lupa.lua_type
         self.catalogue = catalogue
         self._log = log
+        self.strict = strict
+        self._warned: set[tuple] = set()
 
     def functions(self) -> dict[str, Any]:
         return {
@@ -66,6 +68,7 @@ class Bridge:
             "check_event": self.check_event,
             "capability_definition": self.capability_definition,
             "unknown_capability": self.unknown_capability,
+            "unknown_member": self.unknown_member,
             "json_encode": self.json_encode,
             "json_decode": self.json_decode,
         }
@@ -85,6 +88,20 @@ class Bridge:
     def capability_definition(self, cap_id: bytes) -> Any:
         cap = as_text(cap_id)
         return to_lua(self.runtime, self.catalogue[cap]) if cap in self.catalogue else None
+
+    def unknown_member(self, cap_id: bytes, kind: bytes, name: bytes, where: bytes) -> Any:
+        """An attribute or command of a known capability that its definition lacks: refused under
+        --strict (the message is returned), else let through with a warning, once per name."""
+        cap, what, member = as_text(cap_id), as_text(kind), as_text(name)
+        known = self.catalogue[cap]["attributes" if what == "attribute" else "commands"]
+        message = (f"{as_text(where)}capability {cap!r} has no {what} {member!r}"
+                   + self.catalogue.suggestion(member, known))
+        if self.strict:
+            return f"{message} (--strict)".encode()
+        if (cap, what, member) not in self._warned:
+            self._warned.add((cap, what, member))
+            self._log("warn", f"{message}; hubrt lets it through unchecked")
+        return None
 
     def unknown_capability(self, cap_id: bytes) -> bytes:
         cap = as_text(cap_id)
@@ -112,7 +129,7 @@ class DriverBridge(Bridge):
     driver's device records; everything else is a message to the hub through `link`."""
 
     def __init__(self, driver: DriverHost, link: HubLink, devices: dict[str, dict]) -> None:
-        super().__init__(driver.state, driver.package.capabilities, link.log)
+        super().__init__(driver.state, driver.package.capabilities, link.log, driver.options.strict)
         self.driver = driver
         self.link = link
         self.devices = devices  # id -> device record; the hub keeps it up to date

@@ -31,7 +31,8 @@ engine_option = click.option(
     "--lua", "engine", type=click.Choice(list(ENGINES)), default=DEFAULT_ENGINE, show_default=True,
     help="Lua engine: LuaJIT 2.1 (fast) or Lua 5.3 (the hub's own version).")
 strict_option = click.option(
-    "--strict", is_flag=True, help="Make datastore warnings (values that change across a restart) errors.")
+    "--strict", is_flag=True, help="Make warnings errors: datastore values that change across a restart, "
+                                   "capabilities and attributes no definition describes.")
 memory_option = click.option(
     "--max-memory", type=click.IntRange(min=1), default=DEFAULT_MAX_MEMORY // 2**20, show_default=True,
     metavar="MIB", help="Memory cap of each driver's Lua state, in MiB.")
@@ -223,11 +224,16 @@ _STEPS_HELP = "\b\n" + script_help()
               show_default=True, metavar="S", help="Stop a handler that runs longer (0: never; LuaJIT keeps its JIT).")
 @click.option("--clock", type=click.Choice(["virtual", "real"]), default=None,
               help="Hub time: virtual (advance is instant; default with --script) or real (default at the prompt).")
+@click.option("--capabilities", "capability_dirs", multiple=True, envvar="HUBRT_CAPABILITIES",
+              type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR",
+              help="A folder of capability definitions (hubrt's or the platform's format) beside the standard "
+                   "ones; may be repeated. Also $HUBRT_CAPABILITIES (folders separated by ':').")
 @strict_option
 @memory_option
 @start_empty_option
 def run_command(drivers: tuple[Path, ...], script: Path | None, engine: str, state_dir: Path, flush_interval: float,
-                handler_timeout: float, clock: str | None, strict: bool, max_memory: int, start_empty: bool) -> None:
+                handler_timeout: float, clock: str | None, capability_dirs: tuple[Path, ...], strict: bool,
+                max_memory: int, start_empty: bool) -> None:
     """Boot the hub from the state directory, install DRIVERS (driver package
     folders) and run a scenario (--script) or an interactive prompt.
 
@@ -246,7 +252,7 @@ def run_command(drivers: tuple[Path, ...], script: Path | None, engine: str, sta
     try:
         hub = Hub(state_dir, engine=engine, strict=strict, max_memory=max_memory * 2**20, start_empty=start_empty,
                   clock=Clock(real), flush_interval=flush_interval, handler_timeout=handler_timeout,
-                  on_log=_log, on_event=_event)
+                  on_log=_log, on_event=_event, capability_dirs=tuple(map(str, capability_dirs)))
     except StoreError as e:
         _fail(str(e))
     code = 0

@@ -108,12 +108,14 @@ class Hub:
         coverage: LineCoverage | None = None,
         durable: bool = True,
         isolation: str = "process",
+        capability_dirs: tuple[str, ...] = (),
     ) -> None:
         """`isolation`: "process" runs each driver in a worker process of its own; "inline" keeps
         the workers in this process (Lua tests: cheaper, and the same messages)."""
         if isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
         self.isolation = isolation
+        self.catalogue = Catalogue.standard(tuple(str(d) for d in capability_dirs))
         self.state_dir = Path(state_dir)
         self.engine = engine
         self.strict = strict
@@ -156,11 +158,13 @@ class Hub:
 
     def install(self, path: Path | str) -> WorkerHandle:
         """Installs a driver package and starts it; its devices get `init`."""
-        package = load_package(path, Catalogue.standard())
+        package = load_package(path, self.catalogue, strict=self.strict)
         if package.package_key in self.packages:
             raise HubError(f"{path}: a driver with packageKey {package.package_key!r} is already installed "
                            f"(from {self.packages[package.package_key].path})")
         self.packages[package.package_key] = package
+        for warning in package.warnings:
+            self.log("warn", package.package_key, warning)
         self._start(package)
         self.settle()
         return self._driver(package.package_key)

@@ -48,6 +48,7 @@ class DriverPackage:
     description: str
     profiles: dict[str, Profile]
     capabilities: Catalogue
+    warnings: list[str] = field(default_factory=list)  # shown when the package is installed
 
     @property
     def src(self) -> Path:
@@ -70,18 +71,20 @@ def _fingerprint(path: Path) -> tuple:
 _cache: dict[tuple, DriverPackage] = {}
 
 
-def load_package(path: Path | str, standard: Catalogue) -> DriverPackage:
-    """Reads and checks a driver package (cached until its files change: tests install one package often)."""
+def load_package(path: Path | str, standard: Catalogue, strict: bool = False) -> DriverPackage:
+    """Reads and checks a driver package (cached until its files change: tests install one package often).
+    A capability that no definition describes is a warning (the driver may use it unchecked), or an
+    error when `strict`."""
     path = Path(path)
-    key = (os.path.realpath(path), id(standard), _fingerprint(path)) if path.is_dir() else None
+    key = (os.path.realpath(path), id(standard), strict, _fingerprint(path)) if path.is_dir() else None
     if key in _cache:
         return _cache[key]
-    package = _read_package(path, standard)
+    package = _read_package(path, standard, strict)
     _cache[key] = package
     return package
 
 
-def _read_package(path: Path, standard: Catalogue) -> DriverPackage:
+def _read_package(path: Path, standard: Catalogue, strict: bool) -> DriverPackage:
     if not path.is_dir():
         raise PackageError(f"{path}: not a driver package (no such directory)")
     config_path = path / "config.yml"
@@ -97,18 +100,24 @@ def _read_package(path: Path, standard: Catalogue) -> DriverPackage:
             raise PackageError(f"{at(config_path, config, key)}: '{key}' is missing or not a string")
     catalogue = standard.extended(path / "capabilities")
     profiles = {}
+    unknown: dict[str, str] = {}  # capability id -> where a profile first names it
     for profile_path in sorted((path / "profiles").glob("*.y*ml")):
-        profile = _load_profile(profile_path, catalogue)
+        profile = _load_profile(profile_path, catalogue, unknown)
         if profile.name in profiles:
             raise PackageError(f"{profile_path}: a second profile named {profile.name!r}")
         profiles[profile.name] = profile
     if not profiles:
         raise PackageError(f"{path}: no device profiles in profiles/*.yml")
+    warnings = [f"{where}: unknown capability {cap!r}{catalogue.suggestion(cap)}; the driver can use it, "
+                "unchecked (add its definition to capabilities/ or --capabilities DIR to have it checked)"
+                for cap, where in unknown.items()]
+    if strict and warnings:
+        raise PackageError(warnings[0].replace("; the driver can use it, unchecked", "") + " (--strict)")
     return DriverPackage(path, config["name"], config["packageKey"], str(config.get("description", "")),
-                         profiles, catalogue)
+                         profiles, catalogue.with_permissive(list(unknown)), warnings)
 
 
-def _load_profile(path: Path, catalogue: Catalogue) -> Profile:
+def _load_profile(path: Path, catalogue: Catalogue, unknown: dict[str, str]) -> Profile:
     doc = read_yaml(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
         raise PackageError(f"{at(path, doc, 'name')}: a profile needs a 'name'")
@@ -133,8 +142,7 @@ def _load_profile(path: Path, catalogue: Catalogue) -> Profile:
             if not isinstance(cap_id, str):
                 raise PackageError(f"{where}: component {component['id']!r}: each capability needs an 'id'")
             if cap_id not in catalogue:
-                raise PackageError(f"{where}: component {component['id']!r}: unknown capability {cap_id!r}"
-                                   + catalogue.suggestion(cap_id))
+                unknown.setdefault(cap_id, where)
             ids.append(cap_id)
         _check_categories(path, component)
         result[component["id"]] = ids

@@ -106,10 +106,10 @@ def lua_hub(tmp_path, engine, monkeypatch):
     hub.close()
 
 
-def hubrt(*args: str, cwd: Path = ROOT, check: bool = False) -> subprocess.CompletedProcess:
+def hubrt(*args: str, cwd: Path = ROOT, check: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
     """Runs the `hubrt` command line in a new process."""
     result = subprocess.run([sys.executable, "-m", "hubrt", *args], cwd=cwd, capture_output=True, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
+                            env={**(env or os.environ), "COLUMNS": "200"})
     if check and result.returncode != 0:
         raise AssertionError(f"hubrt {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result
@@ -152,10 +152,10 @@ def new_hub(tmp_path, engine):
     """Makes hubs on tmp_path/state with a virtual clock, recording logs and events."""
     hubs = []
 
-    def make(**options):
+    def make(state_dir=None, **options):
         options.setdefault("engine", engine)
         options.setdefault("on_log", lambda record: None)
-        hub = Hub(tmp_path / "state", **options)
+        hub = Hub(state_dir or tmp_path / "state", **options)
         hubs.append(hub)
         return hub
 

@@ -355,8 +355,10 @@ def test_package_problems_name_the_file(new_hub, tmp_path):
         hub.install(pkg)
     pkg = make_driver(tmp_path / "p3", "", profiles={"typo": "name: t\ncomponents:\n  - id: main\n"
                                                              "    capabilities:\n      - id: swtich\n"})
-    with pytest.raises(InputError, match="unknown capability 'swtich' \\(did you mean 'switch'\\?\\)"):
-        hub.install(pkg)
+    strict = new_hub(strict=True, state_dir=tmp_path / "strict")
+    with pytest.raises(InputError, match=r"profiles/typo.yml:5: unknown capability 'swtich' \(did you mean "
+                                         r"'switch'\?\) .*\(--strict\)"):
+        strict.install(pkg)
 
 
 def test_commands_are_checked(new_hub):

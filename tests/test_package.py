@@ -23,7 +23,7 @@ PROFILES = [
     ("preferences:\n  - title: no name", "profiles/p.yml:7: preference #1 needs a 'name'"),
     ("categories: 5", "profiles/p.yml:6: 'categories' must be a list like [{name: Light}]"),
     ("  - id: main\n    capabilities: [{id: switch}]", "profiles/p.yml:6: a second component with id 'main'"),
-    ("  - id: two\n    capabilities: [{id: swich}]", "profiles/p.yml:7: component 'two': unknown capability 'swich'"),
+    ("  - id: main\n    capabilities: [{id: switch}]\n  - id: main", "profiles/p.yml:6: a second component"),
 ]
 
 

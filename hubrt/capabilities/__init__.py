@@ -13,9 +13,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from hubrt.capabilities.platform import is_platform_format, is_presentation, read_platform_capability
 from hubrt.inputs import InputError, at, read_yaml
 
-SCHEMA_TYPES = {"enum", "integer", "number", "string", "boolean", "array", "object"}
+SCHEMA_TYPES = {"enum", "integer", "number", "string", "boolean", "array", "object", "any"}
 
 
 class CapabilityError(InputError):
@@ -25,6 +26,8 @@ class CapabilityError(InputError):
 def check_value(schema: dict, value: Any, what: str) -> str | None:
     """None if `value` fits `schema`, else a message starting with `what`."""
     kind = schema["type"]
+    if kind == "any":  # what a definition does not say (a capability hubrt does not know, a $ref...)
+        return None
     if kind == "enum":
         if value not in schema["values"]:
             return f"{what}: {value!r} is not one of {', '.join(map(repr, schema['values']))}"
@@ -57,6 +60,8 @@ def check_value(schema: dict, value: Any, what: str) -> str | None:
         return f"{what}: expected a table, got {value!r}"
     for key, item in value.items():
         if key not in schema["properties"]:
+            if schema.get("open"):  # the definition allows fields it does not name
+                continue
             return f"{what}: unknown field {key!r} (known: {', '.join(schema['properties'])})"
         problem = check_value(schema["properties"][key], item, f"{what}.{key}")
         if problem:
@@ -119,7 +124,14 @@ def _check_definition(cap_id: str, doc: Any, path: Path, line: str) -> dict:
 
 
 def _read_definitions(path: Path) -> dict[str, dict]:
+    """The definitions in one file: hubrt's format (a mapping of id to definition) or the platform's
+    (one capability); a presentation file gives none."""
     doc = read_yaml(path)
+    if is_presentation(path, doc):
+        return {}
+    if is_platform_format(doc):
+        cap_id, definition = read_platform_capability(path, doc)
+        return {cap_id: _check_definition(cap_id, definition, path, at(path, doc))}
     if not isinstance(doc, dict):
         raise CapabilityError(f"{path}: expected a mapping of capability id to definition")
     return {str(cap_id): _check_definition(str(cap_id), d, path, at(path, doc, cap_id)) for cap_id, d in doc.items()}
@@ -133,8 +145,14 @@ class Catalogue:
 
     @staticmethod
     @functools.cache
-    def standard() -> Catalogue:
-        return Catalogue(_read_definitions(Path(__file__).with_name("standard.yml")))
+    def standard(folders: tuple[str, ...] = ()) -> Catalogue:
+        """The definitions hubrt ships, plus those in the user's folders (--capabilities DIR)."""
+        catalogue = Catalogue(_read_definitions(Path(__file__).with_name("standard.yml")))
+        for folder in folders:
+            if not Path(folder).is_dir():
+                raise CapabilityError(f"{folder}: no such folder of capability definitions")
+            catalogue = catalogue.extended(Path(folder))
+        return catalogue
 
     def extended(self, folder: Path) -> Catalogue:
         """This catalogue plus the definitions in a driver package's capabilities/ folder."""
@@ -146,6 +164,13 @@ class Catalogue:
         for path in files:
             merged.update(_read_definitions(path))
         return Catalogue(merged)
+
+    def with_permissive(self, cap_ids: list[str]) -> Catalogue:
+        """This catalogue plus a permissive definition for each id: any attribute, command or value."""
+        if not cap_ids:
+            return self
+        return Catalogue({**self.definitions, **{cap_id: {"id": cap_id, "attributes": {}, "commands": {},
+                                                          "permissive": True} for cap_id in cap_ids}})
 
     def __contains__(self, cap_id: str) -> bool:
         return cap_id in self.definitions
@@ -161,6 +186,8 @@ class Catalogue:
         """None if an event value fits the definition, else a message for the driver author."""
         if cap_id not in self.definitions:
             return f"unknown capability {cap_id!r}" + self.suggestion(cap_id)
+        if self.definitions[cap_id].get("permissive"):
+            return None
         attrs = self.definitions[cap_id]["attributes"]
         if attribute not in attrs:
             return f"capability {cap_id!r} has no attribute {attribute!r}" + self.suggestion(attribute, attrs)
@@ -179,6 +206,10 @@ class Catalogue:
         """Checks a command's arguments (a list in order, or a mapping by name); returns them by name."""
         if cap_id not in self.definitions:
             raise CapabilityError(f"unknown capability {cap_id!r}" + self.suggestion(cap_id))
+        if self.definitions[cap_id].get("permissive"):  # names unknown: positional arguments as arg1, arg2...
+            if isinstance(args, list):
+                return {f"arg{i}": value for i, value in enumerate(args, 1)}
+            return dict(args or {})
         commands = self.definitions[cap_id]["commands"]
         if command not in commands:
             raise CapabilityError(f"capability {cap_id!r} has no command {command!r}"

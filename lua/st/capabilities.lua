@@ -17,7 +17,7 @@ local function new_attribute(cap_id, attr_id, schema)
   local valid, remembered = {}, 0
 
   local function check(value, unit)
-    if unit == nil and valid[value] then return end
+    if schema.type == "any" or (unit == nil and valid[value]) then return end
     local problem = host.check_event(cap_id, attr_id, value, unit)
     if problem then host.raise(problem) end
     local kind = type(value)
@@ -45,23 +45,56 @@ local function new_attribute(cap_id, attr_id, schema)
     return ev
   end
 
+  local mt = {__call = function(_, value, extra) return event(value, extra) end}
   if schema.type == "enum" then
     for _, value in ipairs(schema.values) do
       attribute[constructor_name(value)] = function(extra) return event(value, extra) end
     end
+  elseif schema.type == "any" then -- nothing is known of its values: a constructor by any value name
+    mt.__index = function(self, name)
+      if type(name) ~= "string" then return nil end
+      local constructor = function(extra) return event(name, extra) end
+      rawset(self, name, constructor)
+      return constructor
+    end
   end
-  return setmetatable(attribute, {__call = function(_, value, extra) return event(value, extra) end})
+  return setmetatable(attribute, mt)
+end
+
+-- What no definition describes: refused under --strict, else let through unchecked
+-- with a warning (once) naming the driver's line.
+local function unknown_member(cap_id, kind, name)
+  local problem = host.unknown_member(cap_id, kind, name, host.where(3))
+  if problem then host.raise(problem) end
+end
+
+local function new_command(cap_id, name, args)
+  return {NAME = name, capability = cap_id, arguments = args}
 end
 
 local function new_capability(cap_id, definition)
   local cap = {ID = cap_id, NAME = cap_id, commands = {}}
   for name, args in pairs(definition.commands) do
-    cap.commands[name] = {NAME = name, capability = cap_id, arguments = args}
+    cap.commands[name] = new_command(cap_id, name, args)
   end
   for attr_id, schema in pairs(definition.attributes) do
     cap[attr_id] = new_attribute(cap_id, attr_id, schema)
   end
-  return cap
+  local permissive = definition.permissive
+  setmetatable(cap.commands, {__index = function(commands, name)
+    if type(name) ~= "string" then return nil end
+    if not permissive then unknown_member(cap_id, "command", name) end
+    local command = new_command(cap_id, name, {})
+    rawset(commands, name, command)
+    return command
+  end})
+  return setmetatable(cap, {__index = function(self, name)
+    if type(name) ~= "string" or name:sub(1, 1) == "_" then return nil end
+    if not permissive then unknown_member(cap_id, "attribute", name) end
+    local attribute = new_attribute(cap_id, name, {type = "any"})
+    rawset(self, name, attribute)
+    return attribute
+  end})
 end
 
 return setmetatable({}, {

@@ -118,8 +118,11 @@ function methods:emit_component_event(component, event)
   end
   local cap, attr, state = event.capability_id, event.attribute_id, event.state
   if not self:supports_capability_by_id(cap, component_id) then
-    host.raise(string.format("%s does not support capability %s on component %s", tostring(self), cap,
-                             tostring(component_id)))
+    -- the hub logs and drops such an event; hubrt says where it came from
+    host.log("warn", string.format("%s%s does not support capability %s on component %s: the event %s.%s is "
+                                   .. "not sent", host.where(1), tostring(self), cap, tostring(component_id), cap,
+                                   tostring(attr)))
+    return
   end
   local cache = subtable(subtable(subtable(self.persistent_store, "__state_cache"), component_id), cap)
   local previous = cache[attr]
