@@ -145,6 +145,10 @@ class DriverBridge(Bridge):
             "timer_cancel": self.link.timer_cancel,
             "emit": self.emit,
             "set_online": self.set_online,
+            "device_log": self.device_log,
+            "update_metadata": self.update_metadata,
+            "inject_command": self.inject_command,
+            "environment_info": self.environment_info,
         }
 
     def register(self, lua_driver: Any) -> None:
@@ -161,9 +165,14 @@ class DriverBridge(Bridge):
         return to_lua(self.runtime, {
             "id": device["id"],
             "label": device["label"],
+            "vendor_provided_label": device["label"],
             "device_network_id": device["network_id"],
             "profile": profile.as_lua(),
             "preferences": device["preferences"],
+            "manufacturer": device.get("manufacturer") or None,
+            "model": device.get("model") or None,
+            "parent_device_id": device.get("parent_id"),
+            "parent_assigned_child_key": device.get("child_key"),
         })
 
     def create_device(self, metadata: Any) -> Any:
@@ -184,3 +193,26 @@ class DriverBridge(Bridge):
 
     def set_online(self, device_id: bytes, online: bool) -> None:
         self.link.set_online(as_text(device_id), bool(online))
+
+    def device_log(self, device_id: bytes, level: bytes, text: bytes) -> None:
+        self.link.log(as_text(level), as_text(text), as_text(device_id))
+
+    def update_metadata(self, device_id: bytes, metadata: Any) -> Any:
+        meta = to_python(metadata, self.lua_type)
+        if not isinstance(meta, dict):
+            return b"try_update_metadata expects a table, e.g. {profile = \"other-profile\"}"
+        profiles = self.driver.package.profiles
+        if "profile" in meta and meta["profile"] not in profiles:
+            return (f"try_update_metadata: unknown profile {meta['profile']!r}; profiles: "
+                    f"{', '.join(profiles)}").encode()
+        self.link.update_metadata(as_text(device_id), meta)
+        return None
+
+    def inject_command(self, device_id: bytes, capability: bytes, command: bytes, args: Any) -> None:
+        self.link.inject(as_text(device_id), as_text(capability), as_text(command),
+                         None if args is None else to_python(args, self.lua_type))
+
+    def environment_info(self) -> Any:
+        """What driver.environment_info holds on a hub, for a hub on this machine."""
+        return to_lua(self.runtime, {"hub_ipv4": "127.0.0.1", "hub_ipv6": "::1", "hub_zigbee_eui": None,
+                                     "hub_zigbee_id": None, "hub_zwave_id": None})

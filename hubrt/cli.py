@@ -300,9 +300,16 @@ def devices_command(state_dir: Path) -> None:
     """List the devices the hub knows (id, label, driver, profile)."""
     store = _existing_store(state_dir)
     try:
-        for record in store.devices():
-            click.echo(f"{record['id']}  {record['label']!r:24} driver={record['driver']} "
-                       f"profile={record['profile']} {'online' if record.get('online', True) else 'offline'}")
+        records = store.devices()
+        labels = {r["id"]: r["label"] for r in records}
+        for record in records:
+            parent = record.get("parent_id")
+            family = (f" child of {labels.get(parent, parent)!r} (key {record.get('child_key')!r})" if parent else "")
+            children = [labels[r["id"]] for r in records if r.get("parent_id") == record["id"]]
+            family += f" parent of {', '.join(map(repr, children))}" if children else ""
+            click.echo(printable(f"{record['id']}  {record['label']!r:24} driver={record['driver']} "
+                                 f"profile={record['profile']} {'online' if record.get('online', True) else 'offline'}"
+                                 + family))
     except StoreError as e:
         _fail(str(e))
     finally:

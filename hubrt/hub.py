@@ -59,6 +59,10 @@ class Device:
     network_id: str
     preferences: dict = field(default_factory=dict)
     online: bool = True
+    manufacturer: str = ""
+    model: str = ""
+    parent_id: str | None = None  # a child device's parent (always of the same driver)
+    child_key: str | None = None  # the key its parent gave it (parent_assigned_child_key)
 
 
 @dataclass
@@ -139,7 +143,9 @@ class Hub:
         self._stale_devices: set[str] = set()  # drivers whose workers have not seen their devices' changes
         self._last_flush = self.clock.now()
         self._current_device: str | None = None
-        self._pending_creations: list[tuple] = []  # try_create_device calls, served after the dispatch
+        # what drivers asked of the hub (devices to create or change, commands to inject), done once the
+        # dispatch that asked is over
+        self._deferred: list[Callable[[], Any]] = []
         self._crashes: dict[str, int] = {}  # crashes in a row, per driver
         self.stop_requested = False  # set from a signal handler; honoured between dispatches
         # (process CPU time, message): a Lua test's time limit, for the loops of timers it runs in Python
@@ -246,9 +252,9 @@ class Hub:
                     done = driver.settle()
                     busy = busy or bool(done)
                     self._finish(driver, done)
-            if self._pending_creations:
+            if self._deferred:
                 busy = True
-                self._create_pending()
+                self._run_deferred()
 
     def _finish(self, driver: WorkerHandle, completions: list) -> None:
         """Takes in dispatches a driver finished: errors are logged, a crash restarts it."""
@@ -279,6 +285,8 @@ class Hub:
     def _answer(self, driver: str, m: dict) -> Any:
         op = m["op"]
         if op == "log":
+            if m.get("device"):  # device.log: about that device, whatever is being handled
+                self._current_device = m["device"]
             self.log(m["level"], driver, m["text"])
         elif op == "print":
             self.print_line(m["text"])
@@ -295,6 +303,10 @@ class Hub:
             self.set_online(m["device"], m["online"])
         elif op == "create_device":
             self.create_device_from_driver(driver, m["meta"])
+        elif op == "update_metadata":
+            self.update_metadata_from_driver(driver, m["device"], m["meta"])
+        elif op == "inject":
+            self.inject_from_driver(driver, m["device"], m["capability"], m["command"], m["args"])
         elif op in ("flush", "load"):
             try:
                 if op == "flush":
@@ -362,9 +374,18 @@ class Hub:
         self._stale_devices.add(device.driver)
 
     def add_device(self, driver: str, profile: str, label: str | None = None, network_id: str | None = None,
-                   preferences: dict | None = None, device_id: str | None = None) -> Device:
-        """Adds a device owned by `driver`: it gets `init`, `added` and `doConfigure`."""
+                   preferences: dict | None = None, device_id: str | None = None, manufacturer: str | None = None,
+                   model: str | None = None, parent: str | None = None, child_key: str | None = None) -> Device:
+        """Adds a device owned by `driver`: it gets `init`, `added` and `doConfigure`. With `parent` (a
+        device of the same driver) it is that device's child, `child_key` its parent-assigned key."""
         host = self._driver(driver)
+        parent_id = None
+        if parent is not None:
+            parent_device = self.device(parent)
+            if parent_device.driver != driver:
+                raise HubError(f"a child device belongs to its parent's driver ({parent_device.driver!r}), "
+                               f"not {driver!r}")
+            parent_id = parent_device.id
         if profile not in host.package.profiles:
             raise HubError(f"driver {driver!r} has no profile {profile!r}; profiles: "
                            + ", ".join(host.package.profiles))
@@ -376,7 +397,9 @@ class Hub:
             raise HubError(problem)
         prefs = host.package.profiles[profile].default_preferences()
         prefs.update(preferences or {})
-        device = Device(device_id, driver, label or profile, profile, network_id or device_id, prefs)
+        device = Device(device_id, driver, label or profile, profile, network_id or device_id, prefs,
+                        manufacturer=manufacturer or "", model=model or "", parent_id=parent_id,
+                        child_key=None if child_key is None else str(child_key))
         self.devices[device_id] = device
         self._save_device(device)
         for event in ("init", "added", "doConfigure"):
@@ -385,17 +408,42 @@ class Hub:
         return device
 
     def create_device_from_driver(self, driver: str, meta: dict) -> None:
-        """try_create_device from driver code (e.g. discovery; its worker checked the profile)."""
-        network_id = meta.get("device_network_id")
-        if network_id and any(d.network_id == network_id and d.driver == driver for d in self.devices.values()):
-            return  # the hub ignores a second create for the same network id
-        self._pending_creations.append((driver, meta.get("profile"), meta.get("label"), network_id))
+        """try_create_device from driver code (e.g. discovery; its worker checked the profile). A second
+        create for the same network id, or the same parent and child key, is ignored, as on the hub."""
+        network_id, parent_id = meta.get("device_network_id"), meta.get("parent_device_id")
+        key = meta.get("parent_assigned_child_key")
+        for d in self.devices.values():
+            if d.driver == driver and ((network_id and d.network_id == network_id)
+                                       or (parent_id and d.parent_id == parent_id and d.child_key == key)):
+                return
+        self._deferred.append(lambda: self.add_device(
+            driver, meta.get("profile"), label=meta.get("label") or meta.get("vendor_provided_label"),
+            network_id=network_id, manufacturer=meta.get("manufacturer"), model=meta.get("model"),
+            parent=parent_id, child_key=key))
 
-    def _create_pending(self) -> None:
-        """Devices that drivers asked for, once the dispatch that asked is over."""
-        while self._pending_creations:
-            driver, profile, label, network_id = self._pending_creations.pop(0)
-            self.add_device(driver, profile, label=label, network_id=network_id)
+    def update_metadata_from_driver(self, driver: str, device_id: str, meta: dict) -> None:
+        """device:try_update_metadata: a new profile (capabilities read again), label, model..."""
+        def update() -> None:
+            device = self.devices.get(device_id)
+            if device is None or device.driver != driver:
+                return
+            for name in ("manufacturer", "model"):
+                if isinstance(meta.get(name), str):
+                    setattr(device, name, meta[name])
+            self.update_device(device_id, label=meta.get("vendor_provided_label"), profile=meta.get("profile"))
+        self._deferred.append(update)
+
+    def inject_from_driver(self, driver: str, device_id: str, capability: str, command: str, args: Any) -> None:
+        """driver:inject_capability_command: delivered like any command, after the current dispatch."""
+        self._deferred.append(lambda: self.command(device_id, capability, command, args or None, wait=False))
+
+    def _run_deferred(self) -> None:
+        while self._deferred:
+            action = self._deferred.pop(0)
+            try:
+                action()
+            except HubError as e:  # what the driver asked for cannot be done: it is told in its log
+                self.log("error", "hub", f"a driver's request failed: {e}")
 
     def _lifecycle(self, device: Device, event: str, args: dict | None = None) -> None:
         self._dispatch(self._driver(device.driver), f"lifecycle {event} for {device.label}", device.id,
@@ -412,19 +460,28 @@ class Hub:
         self.settle()
 
     def remove_device(self, ref: str) -> None:
+        """Removes a device (its children first, as the hub does): its driver gets `removed`."""
         device = self.device(ref)
+        for child in [d for d in self.devices.values() if d.parent_id == device.id]:
+            self.remove_device(child.id)
         self._lifecycle(device, "removed")
         del self.devices[device.id]
         self.store.delete_device(device.id)
         self._stale_devices.add(device.driver)
         self.settle()
 
-    def update_device(self, ref: str, label: str | None = None, preferences: dict | None = None) -> Device:
-        """Changes a device's label or preferences: the driver gets `infoChanged`."""
+    def update_device(self, ref: str, label: str | None = None, preferences: dict | None = None,
+                      profile: str | None = None) -> Device:
+        """Changes a device's label, preferences or profile: the driver gets `infoChanged`."""
         device = self.device(ref)
         problem = preferences_problem(preferences or {})
         if problem:
             raise HubError(problem)
+        if profile is not None:
+            profiles = self.packages[device.driver].profiles
+            if profile not in profiles:
+                raise HubError(f"driver {device.driver!r} has no profile {profile!r}; profiles: {', '.join(profiles)}")
+            device.profile = profile
         if label is not None:
             device.label = label
         if preferences:

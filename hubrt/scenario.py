@@ -48,13 +48,14 @@ class Verb:
 
 
 VERBS: dict[str, Verb] = {
-    "add_device": Verb(("profile", "label", "driver", "network_id", "preferences", "id"), ("profile",),
+    "add_device": Verb(("profile", "label", "driver", "network_id", "preferences", "id", "manufacturer", "model",
+                        "parent", "child_key"), ("profile",),
                        "add a device (it gets init, added, doConfigure)", "add_device dimmer Lamp",
                        "- add_device: {profile: dimmer, label: Lamp, preferences: {defaultLevel: 50}}", "profile"),
     "remove_device": Verb(("device",), ("device",), "remove a device", "remove_device Lamp",
                           "- remove_device: Lamp", "device"),
-    "update_device": Verb(("device", "label", "preferences"), ("device",),
-                          "change a device's label or preferences (sends infoChanged)",
+    "update_device": Verb(("device", "label", "preferences", "profile"), ("device",),
+                          "change a device's label, preferences or profile (sends infoChanged)",
                           "update_device Lamp 'Desk lamp' '{defaultLevel: 40}'",
                           "- update_device: {device: Lamp, label: Desk lamp}"),
     "command": Verb(("device", "capability", "command", "args", "component"), ("device", "capability", "command"),
@@ -80,7 +81,7 @@ VERBS: dict[str, Verb] = {
 
 # Parameters that name something (a device, a driver, a capability...): text, never a list or mapping.
 _TEXT_PARAMS = {"profile", "label", "driver", "network_id", "id", "device", "capability", "command", "component",
-                "kind", "what", "target", "state", "field", "datastore"}
+                "kind", "what", "target", "state", "field", "datastore", "manufacturer", "model", "parent", "child_key"}
 
 
 @dataclass
@@ -217,15 +218,19 @@ class Runner:
             raise ScenarioError("several drivers are installed; say which with `driver:`")
         return next(iter(self.hub.packages))
 
-    def do_add_device(self, profile, label=None, driver=None, network_id=None, preferences=None, id=None):
+    def do_add_device(self, profile, label=None, driver=None, network_id=None, preferences=None, id=None,
+                      manufacturer=None, model=None, parent=None, child_key=None):
+        if driver is None and parent is not None:
+            driver = self.hub.device(parent).driver  # a child belongs to its parent's driver
         self.hub.add_device(self._only_driver(driver), str(profile), label=label, network_id=network_id,
-                            preferences=preferences, device_id=id)
+                            preferences=preferences, device_id=id, manufacturer=manufacturer, model=model,
+                            parent=parent, child_key=child_key)
 
     def do_remove_device(self, device):
         self.hub.remove_device(str(device))
 
-    def do_update_device(self, device, label=None, preferences=None):
-        self.hub.update_device(str(device), label=label, preferences=preferences)
+    def do_update_device(self, device, label=None, preferences=None, profile=None):
+        self.hub.update_device(str(device), label=label, preferences=preferences, profile=profile)
 
     def do_command(self, device, capability, command, args=None, component="main"):
         if args is not None and not isinstance(args, (list, dict)):

@@ -169,7 +169,8 @@ class TestBridge(Bridge):
         o = self._py(opts)
         device = self.hub.add_device(o.get("driver", self.driver_name), str(o.get("profile")), label=o.get("label"),
                                      network_id=o.get("network_id"), preferences=o.get("preferences"),
-                                     device_id=o.get("id"))
+                                     device_id=o.get("id"), manufacturer=o.get("manufacturer"),
+                                     model=o.get("model"), parent=o.get("parent"), child_key=o.get("child_key"))
         return device.id.encode()
 
     def remove_device(self, ref: bytes) -> None:
@@ -177,7 +178,8 @@ class TestBridge(Bridge):
 
     def update_device(self, ref: bytes, opts: Any) -> None:
         o = self._py(opts) or {}
-        self.hub.update_device(as_text(ref), label=o.get("label"), preferences=o.get("preferences"))
+        self.hub.update_device(as_text(ref), label=o.get("label"), preferences=o.get("preferences"),
+                               profile=o.get("profile"))
 
     def command(self, ref: bytes, capability: bytes, command: bytes, args: Any, component: Any) -> None:
         self.hub.command(as_text(ref), as_text(capability), as_text(command), self._py(args),
@@ -219,7 +221,9 @@ class TestBridge(Bridge):
     def device(self, ref: bytes) -> Any:
         d = self.hub.device(as_text(ref))
         return self._lua({"id": d.id, "label": d.label, "profile": d.profile, "preferences": d.preferences,
-                          "online": d.online, "driver": d.driver, "device_network_id": d.network_id})
+                          "online": d.online, "driver": d.driver, "device_network_id": d.network_id,
+                          "manufacturer": d.manufacturer, "model": d.model, "parent_device_id": d.parent_id,
+                          "parent_assigned_child_key": d.child_key})
 
     def field(self, ref: bytes, name: bytes) -> Any:
         return self._lua(self.hub.saved_device_data(as_text(ref)).get(as_text(name)))

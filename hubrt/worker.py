@@ -89,8 +89,8 @@ class HubLink:
         """What driver code's os.time() answers: the hub's clock (moving on its own when real)."""
         return self.now + (time.monotonic() - self._received if self.real_clock else 0.0)
 
-    def log(self, level: str, text: str) -> None:
-        self._notify({"op": "log", "level": level, "text": text})
+    def log(self, level: str, text: str, device: str | None = None) -> None:
+        self._notify({"op": "log", "level": level, "text": text, "device": device})
 
     def print(self, text: str) -> None:
         """A standalone script's print()."""
@@ -115,6 +115,12 @@ class HubLink:
 
     def create_device(self, meta: dict) -> None:
         self._notify({"op": "create_device", "meta": meta})
+
+    def update_metadata(self, device: str, meta: dict) -> None:
+        self._notify({"op": "update_metadata", "device": device, "meta": meta})
+
+    def inject(self, device: str, capability: str, command: str, args: Any) -> None:
+        self._notify({"op": "inject", "device": device, "capability": capability, "command": command, "args": args})
 
     # the datastore's store
     def save(self, driver: str, changes: dict[str, str | None]) -> None:

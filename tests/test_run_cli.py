@@ -165,3 +165,16 @@ def test_a_bare_date_preference_reaches_the_driver_as_text(tmp_path):
                       "- assert: {driver: test-driver, datastore: seen, equals: 'string:2024-01-02'}\n")
     result = hubrt("run", str(pkg), "--script", str(script), "--state", str(tmp_path / "st"))
     assert result.returncode == 0, result.stderr
+
+
+def test_scenarios_add_children_and_change_profiles_and_devices_shows_the_family(tmp_path):
+    script = tmp_path / "s.yml"
+    script.write_text("- add_device: {profile: hub, label: Strip}\n"
+                      "- add_device: {profile: outlet, label: Extra, parent: Strip, child_key: x}\n"
+                      "- update_device: {device: Strip, profile: dimmable}\n"
+                      "- command: {device: Strip, capability: switchLevel, command: setLevel, args: [30]}\n")
+    tour = ROOT / "tests" / "fixtures" / "api-tour"
+    hubrt("run", str(tour), "--script", str(script), "--state", str(tmp_path / "st"), check=True)
+    lines = hubrt("devices", "--state", str(tmp_path / "st"), check=True).stdout.splitlines()
+    assert "'Strip'" in lines[0] and "profile=dimmable" in lines[0] and "parent of 'Extra'" in lines[0], lines
+    assert "'Extra'" in lines[1] and "child of 'Strip' (key 'x')" in lines[1], lines

@@ -8,6 +8,7 @@ local _, host = ...
 local Device = {}
 local methods = {}
 local fields_of = setmetatable({}, {__mode = "k"})
+local extensions_of = setmetatable({}, {__mode = "k"})
 
 local function thread_for(driver)
   return {
@@ -17,23 +18,52 @@ local function thread_for(driver)
   }
 end
 
+-- device.log.info(...) and the rest: the hub's log stream, about this device.
+local function logger_for(device_id)
+  local function join(...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    return table.concat(parts, " ")
+  end
+  local logger = {}
+  for _, level in ipairs{"trace", "debug", "info", "warn", "error"} do
+    logger[level] = function(...) host.device_log(device_id, level, join(...)) end
+    logger[level .. "_with"] = function(_, ...) host.device_log(device_id, level, join(...)) end
+  end
+  return logger
+end
+
+-- The fields that come from the hub's device record (set again on infoChanged).
+local function record_fields(fields, info)
+  fields.label = info.label
+  fields.vendor_provided_label = info.vendor_provided_label
+  fields.profile = info.profile
+  fields.preferences = info.preferences or {}
+  fields.manufacturer = info.manufacturer
+  fields.model = info.model
+  fields.parent_device_id = info.parent_device_id
+  fields.parent_assigned_child_key = info.parent_assigned_child_key
+end
+
 function Device.new(driver, info)
   local key = "__" .. info.id
   if driver.datastore[key] == nil then driver.datastore[key] = {} end
   local fields = {
     id = info.id,
-    label = info.label,
     device_network_id = info.device_network_id,
-    profile = info.profile,
-    preferences = info.preferences or {},
     persistent_store = driver.datastore[key],
     transient_store = {},
     driver = driver,
     thread = thread_for(driver),
+    log = logger_for(info.id),
   }
+  record_fields(fields, info)
+  local extensions = {} -- device:extend_device(name, fn)
   local device = setmetatable({}, {
     __index = function(_, k)
       local v = fields[k]
+      if v ~= nil then return v end
+      v = extensions[k]
       if v ~= nil then return v end
       return methods[k]
     end,
@@ -43,17 +73,55 @@ function Device.new(driver, info)
     __tostring = function() return "<Device " .. tostring(fields.label) .. " (" .. fields.id .. ")>" end,
   })
   fields_of[device] = fields
+  extensions_of[device] = extensions
   return device
 end
 
 -- Takes new hub-side info (infoChanged); returns the old values for args.old_st_store.
 function methods:_update(info)
   local fields = fields_of[self]
-  local old = {label = fields.label, preferences = fields.preferences, profile = fields.profile}
-  fields.label = info.label
-  fields.preferences = info.preferences or {}
-  fields.profile = info.profile
+  local old = {label = fields.label, preferences = fields.preferences, profile = fields.profile,
+               manufacturer = fields.manufacturer, model = fields.model}
+  record_fields(fields, info)
   return old
+end
+
+function methods:get_model() return self.model end
+function methods:get_manufacturer() return self.manufacturer end
+
+function methods:get_parent_device()
+  local parent = self.parent_device_id
+  if parent == nil then return nil end
+  return self.driver:get_device_info(parent)
+end
+
+function methods:get_child_list()
+  local children = {}
+  for _, device in ipairs(self.driver:get_devices()) do
+    if device.parent_device_id == self.id then children[#children + 1] = device end
+  end
+  return children
+end
+
+function methods:get_child_by_parent_assigned_key(key)
+  for _, child in ipairs(self:get_child_list()) do
+    if child.parent_assigned_child_key == key then return child end
+  end
+  return nil
+end
+
+-- Asks the hub to change the device's profile (or label, model...): it answers with infoChanged.
+function methods:try_update_metadata(metadata)
+  local problem = host.update_metadata(self.id, metadata)
+  if problem then host.raise(problem) end
+end
+
+-- Adds a method to this device object (as the hub's library does for sub-drivers' helpers).
+function methods:extend_device(name, fn)
+  if type(name) ~= "string" or type(fn) ~= "function" then
+    host.raise("extend_device(name, fn): a method name and a function")
+  end
+  extensions_of[self][name] = fn
 end
 
 function methods:set_field(key, value, opts)

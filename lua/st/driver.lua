@@ -37,6 +37,7 @@ local function new_driver(name, template)
   driver.lifecycle_handlers = driver.lifecycle_handlers or {}
   driver.sub_drivers = driver.sub_drivers or {}
   driver.datastore = require("datastore").init()
+  driver.environment_info = host.environment_info()
   driver.device_cache = {}
   driver._timers = {}
   return driver
@@ -65,6 +66,16 @@ end
 
 function Driver:try_create_device(metadata)
   return host.create_device(metadata)
+end
+
+-- Sends a capability command to one of the driver's devices, delivered like one from the hub
+-- (after the current handler).
+function Driver:inject_capability_command(device, command)
+  if type(device) ~= "table" or type(command) ~= "table" or type(command.capability) ~= "string"
+      or type(command.command) ~= "string" then
+    host.raise("inject_capability_command(device, {capability = ..., command = ..., args = {...}})")
+  end
+  host.inject_command(device.id, command.capability, command.command, command.args)
 end
 
 local function start_timer(self, seconds, repeating, callback, name)
