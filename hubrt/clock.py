@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -78,16 +78,17 @@ class Timers:
         if driver is None:
             self._heap.clear()
 
-    def due(self, end: float) -> Iterator[Timer]:
-        """The timers due by `end`, in order, each taken off (a repeating one set again) as it is given."""
+    def pop_due(self, end: float) -> Timer | None:
+        """The next timer due by `end`, taken off (a repeating one set again for its next time)."""
         while self._heap and self._heap[0].due <= end:
             timer = heapq.heappop(self._heap)
             if self._live.get((timer.driver, timer.id)) is not timer:
                 continue  # cancelled
             if timer.interval is None:
                 del self._live[timer.driver, timer.id]
-                yield timer
-            else:
-                yield Timer(timer.due, timer.seq, timer.id, timer.driver, timer.interval, timer.name)
-                timer.due += max(timer.interval, 0.001)
-                heapq.heappush(self._heap, timer)
+                return timer
+            fired = Timer(timer.due, timer.seq, timer.id, timer.driver, timer.interval, timer.name)
+            timer.due += max(timer.interval, 0.001)
+            heapq.heappush(self._heap, timer)
+            return fired
+        return None

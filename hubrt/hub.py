@@ -255,6 +255,11 @@ class Hub:
             if self._deferred:
                 busy = True
                 self._run_deferred()
+            elif not busy:  # timers already due (a zero delay, a queued event) run now, as on a hub
+                timer = self.timers.pop_due(self.clock.now())
+                if timer is not None:
+                    busy = True
+                    self._fire(timer)
 
     def _finish(self, driver: WorkerHandle, completions: list) -> None:
         """Takes in dispatches a driver finished: errors are logged, a crash restarts it."""
@@ -549,17 +554,20 @@ class Hub:
         self.settle()
         end = self.clock.now() + seconds
         stopping = self._stopping
-        for timer in self.timers.due(end):
+        while (timer := self.timers.pop_due(end)) is not None:
             self.clock.wait_until(timer.due, stopping)
             self.check_stop()
-            driver = self.drivers.get(timer.driver)
-            if isinstance(driver, WorkerHandle):
-                what = f"timer {timer.name}" if timer.name else f"timer {timer.id}"
-                self._dispatch(driver, what, None, "timer", id=timer.id)
-                self.settle()
+            self._fire(timer)
+            self.settle()
         self.clock.wait_until(end, stopping)
         self.check_stop()
         self._maybe_flush()
+
+    def _fire(self, timer: Any) -> None:
+        driver = self.drivers.get(timer.driver)
+        if isinstance(driver, WorkerHandle):
+            what = f"timer {timer.name}" if timer.name else f"timer {timer.id}"
+            self._dispatch(driver, what, None, "timer", id=timer.id)
 
     # -- the three kinds of stop ----------------------------------------------
 

@@ -175,3 +175,31 @@ def test_event_values_are_checked_every_time_they_could_be_wrong(lua_hub):
         ok, err = pcall(caps.switch.switch, "sideways")
         assert(not ok and err:find("not one of"), err)
     """)
+
+
+def test_st_utils_as_drivers_use_it(lua_hub):
+    lua_hub.run("""
+        local utils = require "st.utils"
+        local function near(a, b) return math.abs(a - b) < 0.6 end
+        assert(utils.table_size({a = 1, b = 2, 3}) == 3)
+        local keys = {}
+        for k, v in utils.rkeys({[3] = "c", [1] = "a", [2] = "b"}) do keys[#keys + 1] = k .. v end
+        assert(table.concat(keys, ",") == "3c,2b,1a", table.concat(keys, ","))
+        assert(near(utils.f_to_c(212), 100) and near(utils.c_to_f(-40), -40))
+        assert(utils.bytes_to_hex_string("\\1\\171\\255") == "01abff")
+        assert(utils.generate_uuid_v4():match("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"))
+        local r, g, b = utils.hsv_to_rgb(0, 100)
+        assert(r == 255 and g == 0 and b == 0, r .. " " .. g .. " " .. b)
+        r, g, b = utils.hsv_to_rgb(100 / 3, 100, 100)
+        assert(r == 0 and g == 255 and b == 0)
+        for _, rgb in ipairs{{255, 0, 0}, {12, 200, 90}, {30, 60, 250}, {128, 128, 128}} do
+          local h, s, v = utils.rgb_to_hsv(rgb[1], rgb[2], rgb[3])
+          local r2, g2, b2 = utils.hsv_to_rgb(h, s, v)
+          assert(r2 == rgb[1] and g2 == rgb[2] and b2 == rgb[3], "hsv round trip")
+          h, s, l = utils.rgb_to_hsl(rgb[1], rgb[2], rgb[3])
+          r2, g2, b2 = utils.hsl_to_rgb(h, s, l)
+          assert(math.abs(r2 - rgb[1]) <= 1 and math.abs(g2 - rgb[2]) <= 1 and math.abs(b2 - rgb[3]) <= 1, "hsl")
+        end
+        r, g, b = utils.hsl_to_rgb(0, 100)  -- lightness 50 unless given
+        assert(r == 255 and g == 0 and b == 0)
+    """)

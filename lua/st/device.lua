@@ -7,6 +7,7 @@ local _, host = ...
 
 local Device = {}
 local methods = {}
+local unpack = table.unpack or unpack
 local fields_of = setmetatable({}, {__mode = "k"})
 local extensions_of = setmetatable({}, {__mode = "k"})
 
@@ -15,6 +16,11 @@ local function thread_for(driver)
     call_with_delay = function(_, seconds, callback, name) return driver:call_with_delay(seconds, callback, name) end,
     call_on_schedule = function(_, seconds, callback, name) return driver:call_on_schedule(seconds, callback, name) end,
     cancel_timer = function(_, timer) return driver:cancel_timer(timer) end,
+    -- fn(...) once the current handler is done, as the hub's device threads run queued events
+    queue_event = function(_, fn, ...)
+      local args, n = {...}, select("#", ...)
+      return driver:call_with_delay(0, function() fn(unpack(args, 1, n)) end, "queued event")
+    end,
   }
 end
 

@@ -1,4 +1,6 @@
--- `require "st.utils"`: small helpers drivers use, written from their public descriptions.
+-- `require "st.utils"`: small helpers drivers use, written from their public descriptions and
+-- how the public drivers call them. (The byte-serialising helpers that only Zigbee, Z-Wave and
+-- Matter drivers call -- serialize_int, bitify... -- are not here.)
 local utils = {}
 
 function utils.round(x) return x >= 0 and math.floor(x + 0.5) or math.ceil(x - 0.5) end
@@ -48,6 +50,81 @@ function utils.stringify_table(value, name, multiline, indent, seen)
     return prefix .. "{\n" .. table.concat(parts, ",\n") .. "\n" .. string.rep("  ", indent) .. "}"
   end
   return prefix .. "{" .. table.concat(parts, ", ") .. "}"
+end
+
+function utils.table_size(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+-- The keys of a table from the largest down, with their values: for k, v in utils.rkeys(t).
+function utils.rkeys(t)
+  local keys = sorted_keys(t)
+  local i = #keys + 1
+  return function()
+    i = i - 1
+    if i > 0 then return keys[i], t[keys[i]] end
+  end
+end
+
+function utils.f_to_c(f) return (f - 32) * 5 / 9 end
+function utils.c_to_f(c) return c * 9 / 5 + 32 end
+
+function utils.bytes_to_hex_string(bytes)
+  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+function utils.generate_uuid_v4()
+  local hex = "0123456789abcdef"
+  return (("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx"):gsub("[xy]", function(c)
+    local v = c == "x" and math.random(0, 15) or math.random(8, 11)
+    return hex:sub(v + 1, v + 1)
+  end))
+end
+
+-- Colours as the platform's capabilities give them: hue and saturation (and value, lightness)
+-- in percent (0-100); red, green and blue 0-255.
+local function hue_to_rgb(h, s, v) -- h in [0, 6), s and v in [0, 1]
+  local c = v * s
+  local x = c * (1 - math.abs(h % 2 - 1))
+  local r, g, b
+  if h < 1 then r, g, b = c, x, 0 elseif h < 2 then r, g, b = x, c, 0 elseif h < 3 then r, g, b = 0, c, x
+  elseif h < 4 then r, g, b = 0, x, c elseif h < 5 then r, g, b = x, 0, c else r, g, b = c, 0, x end
+  local m = v - c
+  return utils.round((r + m) * 255), utils.round((g + m) * 255), utils.round((b + m) * 255)
+end
+
+function utils.hsv_to_rgb(hue, saturation, value)
+  return hue_to_rgb((hue % 100) / 100 * 6, saturation / 100, (value or 100) / 100)
+end
+
+local function hue_of(r, g, b, max, delta)
+  if delta == 0 then return 0 end
+  local h
+  if max == r then h = ((g - b) / delta) % 6 elseif max == g then h = (b - r) / delta + 2 else h = (r - g) / delta + 4 end
+  return h / 6 * 100
+end
+
+function utils.rgb_to_hsv(red, green, blue)
+  local r, g, b = red / 255, green / 255, blue / 255
+  local max, min = math.max(r, g, b), math.min(r, g, b)
+  local delta = max - min
+  return hue_of(r, g, b, max, delta), max == 0 and 0 or delta / max * 100, max * 100
+end
+
+function utils.hsl_to_rgb(hue, saturation, lightness)
+  local s, l = saturation / 100, (lightness or 50) / 100
+  local v = l + s * math.min(l, 1 - l)
+  return hue_to_rgb((hue % 100) / 100 * 6, v == 0 and 0 or 2 * (1 - l / v), v)
+end
+
+function utils.rgb_to_hsl(red, green, blue)
+  local r, g, b = red / 255, green / 255, blue / 255
+  local max, min = math.max(r, g, b), math.min(r, g, b)
+  local delta, l = max - min, (max + min) / 2
+  local s = (l == 0 or l == 1) and 0 or delta / (1 - math.abs(2 * l - 1))
+  return hue_of(r, g, b, max, delta), s * 100, l * 100
 end
 
 return utils
