@@ -243,7 +243,8 @@ class Hub:
             self.settle()
 
     def settle(self) -> None:
-        """Waits until every driver is idle, taking in what they did; virtual time moves only then."""
+        """Waits until every driver is idle, taking in what they did and what they asked for, and
+        running the timers already due; virtual time moves only after this."""
         busy = True
         while busy:  # what one driver did (a device created, a crash) may give another work
             busy = False
