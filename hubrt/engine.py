@@ -103,7 +103,8 @@ def _runtime_module(name: str) -> tuple[bytes, str] | None:
 
 @dataclass
 class ModuleFinder:
-    """Resolves `require` names to runtime modules first, then the driver's own files."""
+    """Resolves `require` names as the hub does: the driver's own files first (a driver may bundle
+    its own copy of a library the hub ships), then the modules hubrt ships."""
 
     driver_src: Path | None = None
 
@@ -114,12 +115,9 @@ class ModuleFinder:
             return None, f"module {name!r} not found: not a valid module name", False
         if parts[0] == "host":
             return None, f"module '{name}' not found: host modules are not available to drivers", False
-        runtime = _runtime_module(name)
-        if runtime is not None:
-            return runtime[0], runtime[1], True
         roots = [LUA_DIR]
         if self.driver_src is not None:
-            roots.append(self.driver_src)
+            roots.insert(0, self.driver_src)
             for path, shown in _candidates(str(self.driver_src), parts):
                 try:
                     src = _read(path)
@@ -130,6 +128,9 @@ class ModuleFinder:
                         return None, (f"module '{name}' not found: src/{shown} is a link to "
                                       f"{os.path.realpath(path)}, outside the driver's src/"), False
                     return src, "@" + display_path(Path(path)), False
+        runtime = _runtime_module(name)
+        if runtime is not None:
+            return runtime[0], runtime[1], True
         tried = [path for root in roots for path, _ in _candidates(str(root), parts)]  # for the message only
         return None, f"module '{name}' not found:\n\tno file " + "\n\tno file ".join(tried), False
 

@@ -38,3 +38,15 @@ def test_a_link_out_of_the_drivers_folder_is_not_followed(lua_hub, tmp_path):
 def test_a_module_name_with_a_control_byte_is_refused_at_the_drivers_line(lua_hub):
     message = lua_hub.fails('require("st\\0json")')
     assert message == "driver.lua:1: module 'st\\x00json' not found: not a valid module name", message
+
+
+def test_a_drivers_own_copy_of_a_library_comes_first(lua_hub):
+    """As on the hub: a driver that bundles its own log.lua (or st/utils.lua) gets its own."""
+    (lua_hub.dir / "st").mkdir()
+    (lua_hub.dir / "log.lua").write_text('return {mine = true}\n')
+    (lua_hub.dir / "st" / "utils.lua").write_text('return {round = function() return "mine" end}\n')
+    lua_hub.run("""
+        assert(require("log").mine == true, "the driver's log.lua")
+        assert(require("st.utils").round(1.5) == "mine", "the driver's st/utils.lua")
+        assert(require("st.json").encode({1}) == "[1]", "what the driver does not bundle comes from hubrt")
+    """)
