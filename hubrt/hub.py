@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,8 +24,9 @@ from hubrt.clock import Clock, Timers
 from hubrt.coverage import LineCoverage
 from hubrt.driver import DriverOptions, DriverRuntime, Outcome
 from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, LuaFailure
-from hubrt.inputs import InputError, preferences_problem, valid_seconds
+from hubrt.inputs import preferences_problem, valid_seconds
 from hubrt.package import DriverPackage, load_package
+from hubrt.devices import Device, Devices, HubError
 from hubrt.store import Store, StoreError
 from hubrt.worker import InlineWorker, ProcessWorker, WorkerHandle
 
@@ -37,10 +38,6 @@ MAX_CRASHES_AT_START = 3
 ISOLATIONS = ("process", "inline")
 
 
-class HubError(InputError):
-    """A request the hub refuses (unknown device, capability, driver...); the message says why."""
-
-
 class StopRequested(Exception):
     """The hub was told to stop (SIGTERM, Ctrl-C), or ran past its `deadline`; raised between
     dispatches, never inside one."""
@@ -48,21 +45,6 @@ class StopRequested(Exception):
 
 class HandlerError(Exception):
     """A driver handler failed while handler errors are fatal (tests ask for this)."""
-
-
-@dataclass
-class Device:
-    id: str
-    driver: str
-    label: str
-    profile: str
-    network_id: str
-    preferences: dict = field(default_factory=dict)
-    online: bool = True
-    manufacturer: str = ""
-    model: str = ""
-    parent_id: str | None = None  # a child device's parent (always of the same driver)
-    child_key: str | None = None  # the key its parent gave it (parent_assigned_child_key)
 
 
 @dataclass
@@ -136,11 +118,10 @@ class Hub:
         self.store = Store(state_dir, start_empty=start_empty, durable=durable)
         self.drivers: dict[str, WorkerHandle | DriverRuntime] = {}
         self.packages: dict[str, DriverPackage] = {}
-        self.devices: dict[str, Device] = {}
+        self.devices = Devices()
         self.events: list[Event] = []
         self.logs: list[LogRecord] = []
         self.timers = Timers()
-        self._stale_devices: set[str] = set()  # drivers whose workers have not seen their devices' changes
         self._last_flush = self.clock.now()
         self._current_device: str | None = None
         # what drivers asked of the hub (devices to create or change, commands to inject), done once the
@@ -150,7 +131,7 @@ class Hub:
         self.stop_requested = False  # set from a signal handler; honoured between dispatches
         # (process CPU time, message): a Lua test's time limit, for the loops of timers it runs in Python
         self.deadline: tuple[float, str] | None = None
-        self._load_devices()
+        self.devices.load(self.store)
 
     # -- the log stream ----------------------------------------------------
 
@@ -183,9 +164,6 @@ class Hub:
     def _message(self, op: str, **fields: Any) -> dict:
         return {"op": op, "now": self.clock.epoch_seconds(), "real": self.clock.real, **fields}
 
-    def _device_records(self, driver: str) -> list[dict]:
-        return [asdict(d) for d in self.devices_of(driver)]
-
     def _start(self, package: DriverPackage) -> None:
         """Starts a driver's worker and sends its devices `init`; a driver that crashes while
         starting is tried again, up to MAX_CRASHES_AT_START times."""
@@ -193,15 +171,15 @@ class Hub:
         for _ in range(MAX_CRASHES_AT_START):
             driver = self._new_worker(package)
             self.drivers[name] = driver
-            self._stale_devices.discard(name)
+            self.devices.stale.discard(name)
             outcome = driver.call(self._message("start", what="src/init.lua",
-                                                devices=self._device_records(name))).outcome
+                                                devices=self.devices.records(name))).outcome
             if outcome.kind == "store":
                 driver.kill()
                 self.drivers.pop(name, None)
                 raise StoreError(outcome.message)
             if outcome.ok:
-                for device in self.devices_of(package.package_key):
+                for device in self.devices.of(package.package_key):
                     self._lifecycle(device, "init")
                     if self.drivers.get(package.package_key) is not driver:
                         return  # it crashed in `init` and was started again, devices and all
@@ -235,9 +213,9 @@ class Hub:
         """Posts one event to a driver: a batch, after which its worker saves its datastore. Delivery
         is asynchronous, as on a hub; `wait` (or `settle`) waits for the driver to be done."""
         self.check_stop()
-        if driver.name in self._stale_devices:
-            self._stale_devices.discard(driver.name)
-            driver.notify({"op": "devices", "devices": self._device_records(driver.name)})
+        if driver.name in self.devices.stale:
+            self.devices.stale.discard(driver.name)
+            driver.notify({"op": "devices", "devices": self.devices.records(driver.name)})
         self._finish(driver, driver.post(self._message(op, what=what, **fields), device_id))
         if self.fatal_handler_errors:
             self.settle()
@@ -345,39 +323,14 @@ class Hub:
 
     # -- devices -----------------------------------------------------------
 
-    def _load_devices(self) -> None:
-        for record in self.store.devices():
-            try:
-                device = Device(**record)
-            except TypeError as e:
-                raise StoreError(f"{self.store.path}: a device record does not fit this hubrt ({e}): "
-                                 f"{record!r}") from None
-            self.devices[device.id] = device
-
-    def devices_of(self, driver: str) -> list[Device]:
-        return [d for d in self.devices.values() if d.driver == driver]
-
     def device(self, ref: str) -> Device:
         """A device by id or label."""
-        if ref in self.devices:
-            return self.devices[ref]
-        matches = [d for d in self.devices.values() if d.label == ref]
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise HubError(f"{len(matches)} devices are labelled {ref!r}; use the device id")
-        known = ", ".join(repr(d.label) for d in self.devices.values()) or "none"
-        raise HubError(f"no device {ref!r} (devices: {known})")
+        return self.devices.find(ref)
 
     def saved_device_data(self, ref: str) -> dict:
         """A device's persisted data (the seed's `"__" .. id` table) as its driver last saved it."""
         device = self.device(ref)
         return self.store.load(device.driver).get("__" + device.id) or {}
-
-    def _save_device(self, device: Device) -> None:
-        record = asdict(device)
-        self.store.put_device(device.id, record)
-        self._stale_devices.add(device.driver)
 
     def add_device(self, driver: str, profile: str, label: str | None = None, network_id: str | None = None,
                    preferences: dict | None = None, device_id: str | None = None, manufacturer: str | None = None,
@@ -406,8 +359,7 @@ class Hub:
         device = Device(device_id, driver, label or profile, profile, network_id or device_id, prefs,
                         manufacturer=manufacturer or "", model=model or "", parent_id=parent_id,
                         child_key=None if child_key is None else str(child_key))
-        self.devices[device_id] = device
-        self._save_device(device)
+        self.devices.save(self.store, device)
         for event in ("init", "added", "doConfigure"):
             self._lifecycle(device, event)
         self.settle()
@@ -468,12 +420,10 @@ class Hub:
     def remove_device(self, ref: str) -> None:
         """Removes a device (its children first, as the hub does): its driver gets `removed`."""
         device = self.device(ref)
-        for child in [d for d in self.devices.values() if d.parent_id == device.id]:
+        for child in self.devices.children(device.id):
             self.remove_device(child.id)
         self._lifecycle(device, "removed")
-        del self.devices[device.id]
-        self.store.delete_device(device.id)
-        self._stale_devices.add(device.driver)
+        self.devices.delete(self.store, device)
         self.settle()
 
     def update_device(self, ref: str, label: str | None = None, preferences: dict | None = None,
@@ -492,7 +442,7 @@ class Hub:
             device.label = label
         if preferences:
             device.preferences = {**device.preferences, **preferences}
-        self._save_device(device)
+        self.devices.save(self.store, device)
         self._lifecycle(device, "infoChanged")
         self.settle()
         return device
@@ -501,7 +451,7 @@ class Hub:
         device = self.devices.get(device_id)
         if device is not None and device.online != online:
             device.online = online
-            self._save_device(device)
+            self.devices.save(self.store, device)
             self.log("info", device.driver, f"{device.label} is {'online' if online else 'offline'}")
 
     def command(self, ref: str, capability: str, command: str, args: Any = None,
@@ -633,8 +583,7 @@ class Hub:
         else:
             self.lose_power()
         self.store = Store(self.state_dir, durable=self._durable)
-        self.devices.clear()
-        self._load_devices()
+        self.devices.load(self.store)
         self._last_flush = self.clock.now()
         for package in self.packages.values():
             self._start(package)
