@@ -169,6 +169,7 @@ class Hub:
         starting is tried again, up to MAX_CRASHES_AT_START times."""
         name = package.package_key
         for _ in range(MAX_CRASHES_AT_START):
+            self.check_stop()  # a hub that is stopping starts no driver (again)
             driver = self._new_worker(package)
             self.drivers[name] = driver
             self.devices.stale.discard(name)

@@ -202,3 +202,24 @@ def test_a_worker_cannot_take_more_memory_than_its_cap(new_hub, tmp_path, engine
     result = hub.store.load("big")["result"]
     assert result.startswith("false: ") and "not enough memory" in result, result
     assert hub.store.load("victim")["count"] == 1
+
+
+def test_sigterm_while_a_main_chunk_is_stuck_stops_at_once(tmp_path):
+    """A driver stuck in C while starting: the hub kills it once and stops, without restarting it."""
+    make_driver(tmp_path / "stuck", 'string.find(string.rep("a", 3000), ".-.-.-.-.-.-.-.-b")\n'
+                                    'require("st.driver")("stuck", {}):run()\n', key="stuck")
+    (tmp_path / "s.yml").write_text("[]\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hubrt", "run", str(tmp_path / "stuck"), "--script", str(tmp_path / "s.yml"),
+         "--state", str(tmp_path / "state"), "--handler-timeout", "0"],
+        cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    took = time.monotonic() - start
+    assert took < 4, f"SIGTERM took {took:.1f} s"
+    assert err.count("driver crash") == 1 and "restarting" not in err, err
