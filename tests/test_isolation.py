@@ -32,6 +32,10 @@ KILLERS = {
     "pathological pattern": 'string.find(string.rep("a", 3000), ".-.-.-.-.-.-.-.-b")',
     # a coroutine made at the top level, before any handler deadline existed
     "endless loop in a top-level coroutine": "spin()",
+    # Lua 5.3 runs no hook inside a finaliser (LuaJIT runs no __gc of tables at all); the garbage
+    # made here starts a collection that runs it
+    "endless loop in a finaliser":
+        "setmetatable({}, {__gc = function() while true do end end}) for i = 1, 3e5 do local t = {i} end",
 }
 
 
