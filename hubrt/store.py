@@ -15,6 +15,7 @@ with a StoreError that names the file and the problem, and only an explicit
 from __future__ import annotations
 
 import fcntl
+import functools
 import itertools
 import os
 import sqlite3
@@ -86,6 +87,9 @@ class Store:
 
     def _open(self) -> sqlite3.Connection:
         existed = self.path.exists() and self.path.stat().st_size > 0
+        template = None if existed or self._durable else _empty_store()
+        if template is not None:  # a throw-away store (Lua tests) starts as a copy of an empty one
+            self.path.write_bytes(template)
         # before SQLite replays the WAL (and, at close, folds it in and deletes it): once it has,
         # commits lost behind a damaged frame could no longer be told
         wal = examine_wal(self.path) if existed else None
@@ -102,7 +106,7 @@ class Store:
             db.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'OFF'}")
             if existed:
                 db.executescript(_SCHEMA)
-            else:  # one transaction: a new store is written whole or not at all
+            elif template is None:  # one transaction: a new store is written whole or not at all
                 db.executescript(f"BEGIN; PRAGMA application_id={APPLICATION_ID}; "
                                  f"PRAGMA user_version={SCHEMA_VERSION}; {_SCHEMA} COMMIT;")
         except sqlite3.DatabaseError as e:
@@ -245,6 +249,20 @@ class Store:
         self._db.close()
         self._lock.close()
         self.closed = True
+
+
+@functools.cache
+def _empty_store() -> bytes | None:
+    """The bytes of a new, empty store, made once per process (None where this Python cannot
+    serialize a database, before 3.11)."""
+    db = sqlite3.connect(":memory:")
+    try:
+        if not hasattr(db, "serialize"):
+            return None
+        db.executescript(f"PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={SCHEMA_VERSION}; {_SCHEMA}")
+        return db.serialize()
+    finally:
+        db.close()
 
 
 def lock_state_dir(state_dir: Path):
