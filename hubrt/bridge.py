@@ -74,7 +74,7 @@ class Bridge:
         }
 
     def api(self) -> Any:
-        return self.state.table(**self.functions())
+        return self.state.lazy_table(self.functions())
 
     def log(self, level: bytes, text: bytes) -> None:
         self._log(as_text(level), as_text(text))

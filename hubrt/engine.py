@@ -31,6 +31,14 @@ DEFAULT_ENGINE = "luajit"
 DEFAULT_MAX_MEMORY = 256 * 1024 * 1024
 
 
+_LAZY_TABLE = b"""local fetch = ...
+return setmetatable({}, {__index = function(t, name)
+  local f = fetch(name)
+  if f ~= nil then rawset(t, name, f) end
+  return f
+end})"""
+
+
 class LuaFailure(Exception):
     """Driver code raised an error (or stopped) that nothing in Lua caught."""
 
@@ -212,6 +220,12 @@ class LuaState:
 
     def table(self, **fields: Any):
         return self.runtime.table_from({k.encode(): v for k, v in fields.items()})
+
+    def lazy_table(self, functions: dict[str, Any]):
+        """A Lua table of Python functions, each made callable from Lua only when Lua first uses it:
+        a state is given dozens (the driver API's crossings) and most runs use a few."""
+        chunk = self.compile(_LAZY_TABLE, b"=[hubrt]lazy", privileged=True)[0]
+        return chunk({k.encode(): v for k, v in functions.items()}.get)
 
     def preload(self, name: str, loader: Any) -> None:
         """Makes `require(name)` return what `loader(name)` returns (called once)."""
