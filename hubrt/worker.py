@@ -246,13 +246,12 @@ class Completion:
     """A dispatch the worker finished (or could not: `outcome.kind == "died"`)."""
 
     what: str
-    device: str | None
     outcome: Outcome
     reports: list[tuple[str, Outcome]] = field(default_factory=list)  # a graceful stop's problems
 
 
-def _completion(what: str, device: str | None, reply: dict) -> Completion:
-    return Completion(what, device, Outcome(**reply["outcome"]),
+def _completion(what: str, reply: dict) -> Completion:
+    return Completion(what, Outcome(**reply["outcome"]),
                       [(w, Outcome(**o)) for w, o in reply.get("reports", ())])
 
 
@@ -315,7 +314,7 @@ class InlineWorker(WorkerHandle):
             reply = roundtrip(self.worker.handle(roundtrip(message)))
         finally:
             self._device = None
-        return [_completion(message["what"], device, reply)]
+        return [_completion(message["what"], reply)]
 
     def settle(self) -> list[Completion]:
         return []
@@ -414,7 +413,7 @@ class ProcessWorker(WorkerHandle):
         done = self._drain(MAX_IN_FLIGHT // 2) if len(self._in_flight) >= MAX_IN_FLIGHT else []
         what = message["what"]
         if self.channel is None:
-            return done + [Completion(what, device, Outcome("died", "the worker process is gone"))]
+            return done + [Completion(what, Outcome("died", "the worker process is gone"))]
         try:
             self.channel.send(message)
         except ChannelClosed:
@@ -460,8 +459,8 @@ class ProcessWorker(WorkerHandle):
             self._progress = time.monotonic()
             for message in messages:
                 if message["op"] == "done":
-                    what, device = self._in_flight.popleft()
-                    done.append(_completion(what, device, message))
+                    what, _ = self._in_flight.popleft()
+                    done.append(_completion(what, message))
                     continue
                 answer = self._serve(self.name, message, self._in_flight[0][1])
                 if message["op"] in REQUESTS:
@@ -488,9 +487,9 @@ class ProcessWorker(WorkerHandle):
         silent = time.monotonic() - self._progress
         lost = list(self._in_flight)
         self.kill()
-        what, device = lost[0]
-        return [Completion(what, device, Outcome("died", f"the worker process was killed after {silent:.1f} s "
-                                                         f"without an answer: {cause}{_lost(lost)}"))]
+        what = lost[0][0]
+        return [Completion(what, Outcome("died", f"the worker process was killed after {silent:.1f} s "
+                                                 f"without an answer: {cause}{_lost(lost)}"))]
 
     def _died(self, lost: list[tuple[str, str | None]]) -> list[Completion]:
         status = self._reap()
@@ -507,8 +506,8 @@ class ProcessWorker(WorkerHandle):
         else:
             detail = "it went away"
         self._close()
-        what, device = lost[0]
-        return [Completion(what, device, Outcome("died", f"the worker process died: {detail}{_lost(lost)}"))]
+        what = lost[0][0]
+        return [Completion(what, Outcome("died", f"the worker process died: {detail}{_lost(lost)}"))]
 
     def _reap(self) -> int | None:
         """Waits for the worker process to end; its wait status."""
