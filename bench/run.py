@@ -204,14 +204,9 @@ pytest_plugin.LuaTestItem.runtest = lambda self: None
 """
 
 
-def lua_test_overhead(tmp: str) -> None:
-    """Per-test cost: N trivial Lua tests through the pytest plugin vs one lua5.3 process per file,
-    with pytest's own per-item cost (the plugin's tests doing nothing) measured beside them."""
-    import os
-    import shutil
-
-    files, per_file = 60, 10  # 600 tests: the marginal cost stands well above the noise
-    pkg = Path(tmp) / "overhead"
+def trivial_tests(folder: Path, files: int, per_file: int) -> Path:
+    """A driver package with `files` test files of `per_file` trivial Lua tests each."""
+    pkg = folder / "overhead"
     (pkg / "src" / "test").mkdir(parents=True)
     (pkg / "profiles").mkdir()
     (pkg / "config.yml").write_text("name: overhead\npackageKey: overhead\n")
@@ -221,6 +216,38 @@ def lua_test_overhead(tmp: str) -> None:
     for f in range(files):
         body = 'local test = require "hubrt.test"\n' + "".join(TRIVIAL_TEST.format(i=i) for i in range(per_file))
         (pkg / "src" / "test" / f"test_{f}.lua").write_text(body)
+    return pkg
+
+
+def lua_test_isolation(tmp: str) -> None:
+    """Why Lua tests keep the driver's worker in the test's process: the same trivial test run with
+    the worker inline and in a process of its own, in interleaved rounds."""
+    import hubrt.testing
+    from hubrt.testing import TestFile, TestOptions
+
+    test_file = TestFile(trivial_tests(Path(tmp) / "isolation", 1, 1) / "src" / "test" / "test_0.lua")
+    options = TestOptions(out=lambda line: None)
+    real_hub = hubrt.testing.Hub
+    costs: dict[str, list[float]] = {"inline": [], "process": []}
+    try:
+        for _ in range(ROUNDS):
+            for isolation, out in costs.items():
+                hubrt.testing.Hub = lambda *a, chosen=isolation, **k: real_hub(*a, **{**k, "isolation": chosen})
+                out.append(timed(lambda: [test_file.run("t0", options) for _ in range(100)]) / 100 * 1e3)
+    finally:
+        hubrt.testing.Hub = real_hub
+    print(f"  a Lua test with the driver's worker inline: {median(costs['inline']):.2f} ms, "
+          f"in a process of its own: {median(costs['process']):.2f} ms (so Lua tests run it inline)")
+
+
+def lua_test_overhead(tmp: str) -> None:
+    """Per-test cost: N trivial Lua tests through the pytest plugin vs one lua5.3 process per file,
+    with pytest's own per-item cost (the plugin's tests doing nothing) measured beside them."""
+    import os
+    import shutil
+
+    files, per_file = 60, 10  # 600 tests: the marginal cost stands well above the noise
+    pkg = trivial_tests(Path(tmp), files, per_file)
     (Path(tmp) / "hubrt_bench_noop.py").write_text(NOOP_PLUGIN)
     n = files * per_file
 
@@ -274,6 +301,7 @@ def main() -> None:
             cold_start(engine, tmp)
             commands_per_second(engine, tmp)
         print("[Lua test suites]")
+        lua_test_isolation(tmp)
         lua_test_overhead(tmp)
 
 
