@@ -33,14 +33,22 @@ _TEXT_TYPES = ("string", "enum")
 
 
 def split_words(line: str) -> list[tuple[str, bool]]:
-    """(word, whether it was quoted) for each word of a line, split as a shell splits it."""
-    lexer = shlex.shlex(line, posix=False)
+    """(word, whether it was quoted) for each word of a line, split as a shell splits it: a word that
+    starts with a quote is text, whatever it looks like ("on", '40')."""
+    lexer = shlex.shlex(line, posix=True)
     lexer.whitespace_split = True
     lexer.commenters = ""
+    words: list[tuple[str, bool]] = []
+    end = 0
     try:
-        tokens = list(lexer)
-        return [(("".join(shlex.split(token)) if token else ""), token[:1] in "'\"") for token in tokens]
-    except ValueError as e:  # an unclosed quote
+        while True:
+            start = end + len(line[end:]) - len(line[end:].lstrip())
+            token = lexer.get_token()
+            if token is None:
+                return words
+            words.append((token, line[start:start + 1] in "'\""))
+            end = lexer.instream.tell()
+    except ValueError as e:  # an unclosed quote, a backslash at the end
         raise ScenarioError(f"prompt: {str(e).lower()}") from None
 
 
@@ -139,9 +147,34 @@ class StepCompleter(Completer):
         if typed:
             words.pop()
         current = typed.lstrip("'\"")
+        name, named, value = typed.partition("=")
+        if named:  # name=value: only the value is quoted, so that the word stays a named one
+            value = value.lstrip("'\"")
+            for choice in self.named_choices(words, name):
+                if choice.startswith(value):
+                    yield Completion(f"{name}={shlex.quote(choice)}", start_position=-len(typed))
+            return
         for choice in self.choices(words):
             if choice.startswith(current):
                 yield Completion(shlex.quote(choice), start_position=-len(typed))
+
+    def named_choices(self, words: list[str], name: str) -> list[str]:
+        """Values for a `name=` word: labels for device=, the device's CAP.ATTR for state=..."""
+        given = dict(w.partition("=")[::2] for w in words[1:] if "=" in w)
+        if name == "device":
+            return [d.label for d in self.hub.devices.values()]
+        if name == "driver":
+            return list(self.hub.packages)
+        if name == "state" and "device" in given:
+            try:
+                device = self.hub.device(given["device"])
+            except HubError:
+                return []
+            package = self.hub.packages[device.driver]
+            caps = dict.fromkeys(c for cs in package.profiles[device.profile].components.values() for c in cs)
+            return [f"{cap}.{attr}" for cap in caps
+                    for attr in package.capabilities.definitions.get(cap, {}).get("attributes", {})]
+        return []
 
     def choices(self, words: list[str]) -> list[str]:
         hub = self.hub
@@ -149,7 +182,10 @@ class StepCompleter(Completer):
             return [*VERBS, "help", "quit"]
         verb, n = words[0], len(words)
         labels = [d.label for d in hub.devices.values()]
-        if verb in ("remove_device", "update_device", "assert") and n == 1:
+        if verb == "assert":  # typed by name: assert device=Lamp state=switch.switch equals=on
+            given = {w.partition("=")[0] for w in words[1:]}
+            return [f"{p}=" for p in VERBS["assert"].params if p not in given]
+        if verb in ("remove_device", "update_device") and n == 1:
             return labels
         if verb == "add_device" and n == 1:
             return sorted({p for package in hub.packages.values() for p in package.profiles})
@@ -158,7 +194,9 @@ class StepCompleter(Completer):
         if verb == "restart" and n == 1:
             return list(STOP_KINDS)
         if verb == "print":
-            return list(PRINTABLE) if n == 1 else labels if n == 2 and words[1] == "state" else []
+            if n == 2:
+                return labels if words[1] == "state" else list(hub.packages) if words[1] == "datastore" else []
+            return list(PRINTABLE) if n == 1 else []
         if verb == "command":
             return self._command_choices(words[1:], labels)
         return []

@@ -55,13 +55,17 @@ def test_the_natural_lines_just_work(prompt, tmp_path):
     child.expect(shown("switchLevel.level", 30))
     child.sendline("assert device=Lamp state=switch.switch equals=on")
     child.expect("ok: Lamp switch.switch == 'on'")
+    child.sendline("add_device dimmer Desk\\ lamp")  # escapes and quotes as a shell reads them
+    child.expect("Desk lamp switchLevel")
+    child.sendline("assert device='Desk lamp' state=switch.switch equals=off")
+    child.expect("ok: Desk lamp switch.switch == 'off'")
     child.sendline("help")
     child.expect(re.escape("e.g. command Lamp switchLevel setLevel 40"))
     child.sendline("quit")
     child.expect(pexpect.EOF)
     assert child.wait() == 0
     store = json.loads(hubrt("store", "show", "virtual-dimmer", "--state", str(tmp_path / "state"), check=True).stdout)
-    assert [v["level"] for k, v in store.items() if k.startswith("__")] == [30]
+    assert sorted(str(v.get("level")) for k, v in store.items() if k.startswith("__")) == ["30", "None"]
 
 
 @pytest.mark.parametrize("line, message", [
@@ -113,6 +117,12 @@ def test_tab_completes_labels_commands_and_enum_values(prompt, tmp_path):
     complete(" set co", "comfort")  # an enum value of the command's argument
     child.send("\r")
     child.expect("mode is now comfort")
+    complete("assert dev", "device=")  # assert is typed by name: the names, then their values
+    complete("Des", "device='Desk lamp'")
+    complete(" sta", "state=")
+    complete("switchL", "switchLevel.level")  # the terminal redraws only what changed
+    child.send(" equals=20\r")
+    child.expect("ok: Desk lamp switchLevel.level == 20")
 
 
 def test_ctrl_c_clears_the_line_and_ctrl_d_stops_gracefully(prompt, tmp_path):
