@@ -146,6 +146,8 @@ def recover(state_dir: Path, force: bool = False) -> tuple[Salvage, Path]:
     file is kept under a new name. Returns (salvage, the kept file)."""
     state_dir = Path(state_dir)
     path = state_dir / DB_NAME
+    if not path.is_file():  # before taking the lock, which would make the folder
+        raise StoreError(f"{path}: there is no store here")
     lock = lock_state_dir(state_dir)  # no hub may use the store meanwhile
     try:
         salvage = examine(state_dir)

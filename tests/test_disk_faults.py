@@ -222,3 +222,9 @@ def test_a_commit_on_a_full_disk_says_the_disk_is_full(tmp_path):
     with tmpfs(tmp_path / "small", "size=160k") as small:
         result = hubrt("lua", str(script), "--state", str(small / "state"))
         assert "full" in result.stdout and "cannot rollback" not in result.stdout, result.stdout + result.stderr
+
+
+def test_recover_where_there_is_no_store_changes_nothing(tmp_path):
+    result = hubrt("store", "recover", "--state", str(tmp_path / "nothing"))
+    assert result.returncode == 2 and "there is no store here" in result.stderr
+    assert not (tmp_path / "nothing").exists()
