@@ -228,3 +228,26 @@ def test_recover_where_there_is_no_store_changes_nothing(tmp_path):
     result = hubrt("store", "recover", "--state", str(tmp_path / "nothing"))
     assert result.returncode == 2 and "there is no store here" in result.stderr
     assert not (tmp_path / "nothing").exists()
+
+
+def test_recover_on_a_full_disk_changes_nothing(tmp_path):
+    import shutil
+    _damaged_store(tmp_path / "damaged")
+    with tmpfs(tmp_path / "small", "size=256k") as small:
+        state = small / "state"
+        shutil.copytree(tmp_path / "damaged", state)
+        before = {p.name: p.read_bytes() for p in state.iterdir()}
+        filler = small / "filler"
+        with open(filler, "wb", buffering=0) as f:  # the rest of the disk
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        result = hubrt("store", "recover", "--state", str(state))
+        assert result.returncode == 2 and "the damaged store is still in place" in result.stderr, result
+        assert "Traceback" not in result.stderr
+        after = {p.name: p.read_bytes() for p in state.iterdir()}
+        data = ("hub.db", "hub.db-wal")  # (SQLite's -shm index and the lock's pid are not data)
+        assert {k: v for k, v in after.items() if k in data} == {k: v for k, v in before.items() if k in data}
+        assert not [name for name in after if "damaged" in name or "recovering" in name], "nothing left behind"
