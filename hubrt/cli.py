@@ -135,7 +135,7 @@ def _existing_store(state_dir: Path) -> Store:
     if not (state_dir / "hub.db").exists():
         _fail(f"{state_dir}: no hub store here (run a driver with --state {state_dir} first)")
     try:
-        return Store(state_dir)
+        return Store(state_dir, read_only=True)
     except StoreError as e:
         _fail(str(e))
 

@@ -18,7 +18,9 @@ import fcntl
 import functools
 import itertools
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -52,6 +54,25 @@ CREATE TABLE IF NOT EXISTS devices (
 START_EMPTY_HINT = "run again with --start-empty to move it aside and start with an empty store"
 
 
+def read_only_connection(path: Path) -> tuple[sqlite3.Connection, tempfile.TemporaryDirectory | None]:
+    """A connection that reads the store at `path` and can write nothing. SQLite must create a -shm
+    file to read a WAL store, which a read-only file system refuses: there it reads a copy, whose
+    folder is returned too, to be cleaned up once the connection is closed."""
+    copy = None
+    if not os.access(path.parent, os.W_OK):
+        copy = tempfile.TemporaryDirectory(prefix="hubrt-read-")
+        for suffix in ("", "-wal"):
+            if Path(str(path) + suffix).exists():
+                shutil.copyfile(str(path) + suffix, os.path.join(copy.name, DB_NAME + suffix))
+        path = Path(copy.name) / DB_NAME
+    try:  # as_uri escapes what a URI would read otherwise (a '?', '#' or '%' in a folder name)
+        return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False), copy
+    except sqlite3.Error:
+        if copy is not None:
+            copy.cleanup()
+        raise
+
+
 def row_crc(*parts: str) -> int:
     """The checksum kept beside each row, so that a flipped byte is found rather than loaded."""
     return zlib.crc32("\x00".join(parts).encode("utf-8", "surrogatepass"))
@@ -64,23 +85,29 @@ class StoreError(Exception):
 class Store:
     """A hub state directory: one SQLite file holding every driver's datastore."""
 
-    def __init__(self, state_dir: Path | str, *, start_empty: bool = False, durable: bool = True) -> None:
+    def __init__(self, state_dir: Path | str, *, start_empty: bool = False, durable: bool = True,
+                 read_only: bool = False) -> None:
         """`durable=False` is for throw-away stores (Lua tests): no fsync, and the journal kept in
         memory instead of a WAL file. A power cut there is simulated in-process (what was not
-        flushed is dropped), so the file never has to survive a real crash."""
+        flushed is dropped), so the file never has to survive a real crash. `read_only` (store
+        show, devices) takes no lock and writes nothing, so it also reads a store a running hub
+        holds, or one on a read-only file system."""
         self.dir = Path(state_dir)
         self.path = self.dir / DB_NAME
         self._durable = durable
+        self._read_only = read_only
+        self._copy: tempfile.TemporaryDirectory | None = None
         self._pending: dict[str, dict[str, str | None]] = {}
         self.closed = False
         self.moved_aside: Path | None = None
-        self._lock = lock_state_dir(self.dir)
+        self._lock = None if read_only else lock_state_dir(self.dir)
         try:
             if start_empty:
                 self.moved_aside = _move_aside(self.path)
             self._db = self._open()
         except BaseException:
-            self._lock.close()
+            if self._lock is not None:
+                self._lock.close()
             raise
 
     # -- opening -------------------------------------------------------------
@@ -96,12 +123,17 @@ class Store:
         if wal is not None and wal.lost_commits:
             raise StoreError(self._damaged(wal.problem))
         try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            if self._read_only:
+                db, self._copy = read_only_connection(self.path)
+            else:
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: cannot open the store: {e}") from None
         try:
             if existed:
                 self._check(db)
+            if self._read_only:
+                return db
             db.execute(f"PRAGMA journal_mode={'WAL' if self._durable else 'MEMORY'}")
             db.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'OFF'}")
             if existed:
@@ -247,7 +279,10 @@ class Store:
 
     def _release(self) -> None:
         self._db.close()
-        self._lock.close()
+        if self._lock is not None:
+            self._lock.close()
+        if self._copy is not None:
+            self._copy.cleanup()
         self.closed = True
 
 

@@ -12,7 +12,6 @@ that is not damaged unless forced.
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import tempfile
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 import orjson
 
 from hubrt.store import (APPLICATION_ID, DB_NAME, SCHEMA_VERSION, WAL_SUFFIXES, Store, StoreError, aside_name,
-                         lock_state_dir, row_crc)
+                         lock_state_dir, read_only_connection, row_crc)
 from hubrt.wal import examine_wal
 
 
@@ -36,11 +35,6 @@ class Salvage:
     @property
     def keys(self) -> int:
         return sum(len(r) for r in self.rows.values())
-
-
-def _connect_read_only(path: Path) -> sqlite3.Connection:
-    # as_uri escapes what a URI would read otherwise (a '?', '#' or '%' in a folder name)
-    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
 
 
 def _read_rows(db: sqlite3.Connection, salvage: Salvage) -> None:
@@ -94,26 +88,20 @@ def examine(state_dir: Path) -> Salvage:
     path = Path(state_dir) / DB_NAME
     if not path.is_file():
         raise StoreError(f"{path}: there is no store here")
-    if os.access(path.parent, os.W_OK):
-        return _examine(path)
-    # SQLite must create the -shm file to read a WAL store: read a copy, changing nothing here
-    with tempfile.TemporaryDirectory(prefix="hubrt-check-") as tmp:
-        for suffix in WAL_SUFFIXES[:2]:
-            if Path(str(path) + suffix).exists():
-                shutil.copyfile(str(path) + suffix, os.path.join(tmp, DB_NAME + suffix))
-        return _examine(Path(tmp) / DB_NAME)
-
-
-def _examine(path: Path) -> Salvage:
     salvage = Salvage()
     wal = examine_wal(path)  # before SQLite opens the file and replays what it can of the WAL
     if wal is not None and wal.lost_commits:
         salvage.problems.append(f"{wal.problem}; they are lost to SQLite (recover keeps the WAL with the "
                                 "damaged files)")
+    db = copy = None
     try:
-        db = _connect_read_only(path)
+        db, copy = read_only_connection(path)
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
     except sqlite3.DatabaseError as e:
+        if db is not None:
+            db.close()
+        if copy is not None:
+            copy.cleanup()
         salvage.problems.append(f"not readable as an SQLite database ({e}); nothing can be saved")
         return salvage
     try:
@@ -134,6 +122,8 @@ def _examine(path: Path) -> Salvage:
         _read_devices(db, salvage)
     finally:
         db.close()
+        if copy is not None:
+            copy.cleanup()
     return salvage
 
 

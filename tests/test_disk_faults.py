@@ -209,6 +209,10 @@ def test_check_on_a_read_only_file_system_reads_a_healthy_store_as_healthy(tmp_p
         subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
         result = hubrt("store", "check", "--state", str(fs / "state"))
         assert result.returncode == 0 and "ok;" in result.stdout, result.stdout + result.stderr
+        result = hubrt("store", "show", "virtual-dimmer", "--state", str(fs / "state"))  # the other readers
+        assert result.returncode == 0 and json.loads(result.stdout)["switched"] == 2, result.stderr
+        result = hubrt("devices", "--state", str(fs / "state"))
+        assert result.returncode == 0 and "'Lamp'" in result.stdout, result.stderr
 
 
 def test_a_commit_on_a_full_disk_says_the_disk_is_full(tmp_path):

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from conftest import ROOT, hubrt
-from hubrt.store import row_crc
+from hubrt.store import Store, row_crc
 
 SEED = str(ROOT / "drivers" / "examples" / "seed_datastore.lua")
 
@@ -199,3 +199,17 @@ def test_a_damaged_wal_is_reported_not_silently_cut_short(killed_store, tmp_path
     hubrt("store", "recover", "--state", str(state), check=True)
     kept = [p for p in state.iterdir() if p.name.startswith("hub.db.damaged-") and p.name.endswith("-wal")]
     assert kept and kept[0].read_bytes() == wal_before, "the damaged WAL is kept"
+
+
+def test_the_store_can_be_shown_while_a_hub_runs(tmp_path):
+    """Reading takes no lock: `store show` and `devices` work beside a running hub."""
+    script = tmp_path / "s.yml"
+    script.write_text("- add_device: {profile: dimmer, label: Lamp}\n- flush\n")
+    from conftest import DIMMER
+    hubrt("run", str(DIMMER), "--script", str(script), "--state", str(tmp_path / "st"), check=True)
+    holder = Store(tmp_path / "st")  # a hub's hold on the state directory
+    try:
+        assert "'Lamp'" in hubrt("devices", "--state", str(tmp_path / "st"), check=True).stdout
+        assert "__" in hubrt("store", "show", "--state", str(tmp_path / "st"), check=True).stdout
+    finally:
+        holder.lose_power()
