@@ -38,6 +38,12 @@ MAX_CRASHES_AT_START = 3
 ISOLATIONS = ("process", "inline")
 
 
+def _check_preferences(preferences: dict | None) -> None:
+    problem = preferences_problem(preferences or {})
+    if problem:
+        raise HubError(problem)
+
+
 class StopRequested(Exception):
     """The hub was told to stop (SIGTERM, Ctrl-C), or ran past its `deadline`; raised between
     dispatches, never inside one."""
@@ -158,7 +164,7 @@ class Hub:
 
     def _new_worker(self, package: DriverPackage) -> WorkerHandle:
         options = DriverOptions(self.engine, self.strict, self.max_memory, self.handler_timeout)
-        args = (package.package_key, package, options, self._serve, lambda: self.stop_requested)
+        args = (package.package_key, package, options, self._serve, self._stopping)
         return ProcessWorker(*args) if self.isolation == "process" else InlineWorker(*args, coverage=self.coverage)
 
     def _message(self, op: str, **fields: Any) -> dict:
@@ -202,6 +208,7 @@ class Hub:
             self.log("error", driver, f"error in {what}: {detail}")
 
     def _stopping(self) -> bool:
+        """Whether the hub was told to stop: what workers and real-time waits check."""
         return self.stop_requested
 
     def check_stop(self) -> None:
@@ -352,9 +359,7 @@ class Hub:
         device_id = device_id or str(uuid.uuid4())
         if device_id in self.devices:
             raise HubError(f"a device with id {device_id!r} already exists")
-        problem = preferences_problem(preferences or {})
-        if problem:
-            raise HubError(problem)
+        _check_preferences(preferences)
         prefs = host.package.profiles[profile].default_preferences()
         prefs.update(preferences or {})
         device = Device(device_id, driver, label or profile, profile, network_id or device_id, prefs,
@@ -431,9 +436,7 @@ class Hub:
                       profile: str | None = None) -> Device:
         """Changes a device's label, preferences or profile: the driver gets `infoChanged`."""
         device = self.device(ref)
-        problem = preferences_problem(preferences or {})
-        if problem:
-            raise HubError(problem)
+        _check_preferences(preferences)
         if profile is not None:
             profiles = self.packages[device.driver].profiles
             if profile not in profiles:
@@ -612,7 +615,7 @@ class Hub:
         """
         name = name or path.stem
         options = DriverOptions(self.engine, self.strict, self.max_memory, handler_timeout=0)
-        worker = ProcessWorker(name, None, options, self._serve, lambda: self.stop_requested)
+        worker = ProcessWorker(name, None, options, self._serve, self._stopping)
         self.drivers[name] = worker
         try:
             outcome = worker.call(self._message("script", what=str(path), path=str(path.resolve()))).outcome

@@ -51,6 +51,9 @@ CREATE TABLE IF NOT EXISTS devices (
 );
 """
 
+# a new store: its identity, its version and its tables
+_NEW_STORE = f"PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={SCHEMA_VERSION}; {_SCHEMA}"
+
 START_EMPTY_HINT = "run again with --start-empty to move it aside and start with an empty store"
 
 
@@ -61,7 +64,7 @@ def read_only_connection(path: Path) -> tuple[sqlite3.Connection, tempfile.Tempo
     copy = None
     if not os.access(path.parent, os.W_OK):
         copy = tempfile.TemporaryDirectory(prefix="hubrt-read-")
-        for suffix in ("", "-wal"):
+        for suffix in WAL_SUFFIXES[:2]:  # the database and its WAL (the -shm index is rebuilt)
             if Path(str(path) + suffix).exists():
                 shutil.copyfile(str(path) + suffix, os.path.join(copy.name, DB_NAME + suffix))
         path = Path(copy.name) / DB_NAME
@@ -139,8 +142,7 @@ class Store:
             if existed:
                 db.executescript(_SCHEMA)
             elif template is None:  # one transaction: a new store is written whole or not at all
-                db.executescript(f"BEGIN; PRAGMA application_id={APPLICATION_ID}; "
-                                 f"PRAGMA user_version={SCHEMA_VERSION}; {_SCHEMA} COMMIT;")
+                db.executescript(f"BEGIN; {_NEW_STORE} COMMIT;")
         except sqlite3.DatabaseError as e:
             db.close()
             raise StoreError(self._damaged(str(e))) from None
@@ -294,7 +296,7 @@ def _empty_store() -> bytes | None:
     try:
         if not hasattr(db, "serialize"):
             return None
-        db.executescript(f"PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={SCHEMA_VERSION}; {_SCHEMA}")
+        db.executescript(_NEW_STORE)
         return db.serialize()
     finally:
         db.close()
