@@ -90,12 +90,21 @@ def command_args(hub: Hub, device: str, capability: str, command: str, words: li
             for arg, (word, quoted) in zip(spec, words)]
 
 
-def _command_spec(hub: Hub, device: str, capability: str, command: str) -> list | None:
+def _device_capabilities(hub: Hub, ref: str) -> tuple[list[str], dict]:
+    """The capability ids of a device's profile (all components, in order) and its driver's
+    definitions; nothing for a device the hub does not know."""
     try:
-        catalogue = hub.packages[hub.device(device).driver].capabilities
-    except (HubError, KeyError):
-        return None
-    definition = catalogue.definitions.get(capability)
+        device = hub.device(ref)
+    except HubError:
+        return [], {}
+    package = hub.packages[device.driver]
+    caps = dict.fromkeys(cap for caps in package.profiles[device.profile].components.values() for cap in caps)
+    return list(caps), package.capabilities.definitions
+
+
+def _command_spec(hub: Hub, device: str, capability: str, command: str) -> list | None:
+    """A command's argument definitions, or None where the device, capability or command is unknown."""
+    definition = _device_capabilities(hub, device)[1].get(capability)
     return definition["commands"].get(command) if definition else None
 
 
@@ -166,14 +175,8 @@ class StepCompleter(Completer):
         if name == "driver":
             return list(self.hub.packages)
         if name == "state" and "device" in given:
-            try:
-                device = self.hub.device(given["device"])
-            except HubError:
-                return []
-            package = self.hub.packages[device.driver]
-            caps = dict.fromkeys(c for cs in package.profiles[device.profile].components.values() for c in cs)
-            return [f"{cap}.{attr}" for cap in caps
-                    for attr in package.capabilities.definitions.get(cap, {}).get("attributes", {})]
+            caps, definitions = _device_capabilities(self.hub, given["device"])
+            return [f"{cap}.{attr}" for cap in caps for attr in definitions.get(cap, {}).get("attributes", {})]
         return []
 
     def choices(self, words: list[str]) -> list[str]:
@@ -204,20 +207,12 @@ class StepCompleter(Completer):
     def _command_choices(self, words: list[str], labels: list[str]) -> list[str]:
         if not words:
             return labels
-        try:
-            device = self.hub.device(words[0])
-        except HubError:
-            return []
-        package = self.hub.packages[device.driver]
-        components = package.profiles[device.profile].components
+        caps, definitions = _device_capabilities(self.hub, words[0])
         if len(words) == 1:
-            return list(dict.fromkeys(cap for caps in components.values() for cap in caps))
-        definition = package.capabilities.definitions.get(words[1])
-        if definition is None:
-            return []
+            return caps
         if len(words) == 2:
-            return list(definition["commands"])
-        spec = definition["commands"].get(words[2]) or []
+            return list(definitions.get(words[1], {}).get("commands", {}))
+        spec = _command_spec(self.hub, words[0], words[1], words[2]) or []
         index = len(words) - 3
         if index < len(spec):
             arg = spec[index]
