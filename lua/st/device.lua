@@ -25,18 +25,9 @@ local function thread_for(driver)
 end
 
 -- device.log.info(...) and the rest: the hub's log stream, about this device.
+local new_logger = require "hubrt.logger"
 local function logger_for(device_id)
-  local function join(...)
-    local parts = {}
-    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
-    return table.concat(parts, " ")
-  end
-  local logger = {}
-  for _, level in ipairs{"trace", "debug", "info", "warn", "error"} do
-    logger[level] = function(...) host.device_log(device_id, level, join(...)) end
-    logger[level .. "_with"] = function(_, ...) host.device_log(device_id, level, join(...)) end
-  end
-  return logger
+  return new_logger(function(level, text) host.device_log(device_id, level, text) end)
 end
 
 -- The fields that come from the hub's device record (set again on infoChanged).
