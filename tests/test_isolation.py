@@ -148,19 +148,7 @@ def test_sigterm_stops_the_hub_whatever_a_driver_is_doing(tmp_path):
     """With no handler limit at all, a driver stuck in C still cannot keep the hub from stopping."""
     make_driver(tmp_path / "hostile", hostile(KILLERS["pathological pattern"]), key="hostile")
     make_driver(tmp_path / "victim", VICTIM, key="victim")
-    (tmp_path / "s.yml").write_text(RUNAWAY_SCENARIO)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hubrt", "run", str(tmp_path / "victim"), str(tmp_path / "hostile"),
-         "--script", str(tmp_path / "s.yml"), "--state", str(tmp_path / "state"), "--handler-timeout", "0"],
-        cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # the hostile handler is running by now
-    start = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    try:
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()  # a hub that ignores SIGTERM must not outlive the test
-    took = time.monotonic() - start
+    pid, took, err = sigterm_while_running(tmp_path, RUNAWAY_SCENARIO, tmp_path / "victim", tmp_path / "hostile")
     assert took < 8, f"SIGTERM took {took:.1f} s"
     assert "told to stop" in err, err
     assert "killed" in err, err
@@ -169,7 +157,25 @@ def test_sigterm_stops_the_hub_whatever_a_driver_is_doing(tmp_path):
         assert store.load("victim")["count"] == 1, "the other driver's saved data was flushed"
     finally:
         store.lose_power()
-    assert not any(os.path.exists(f"/proc/{pid}") for pid in _children(proc.pid)), "no worker left behind"
+    assert not any(os.path.exists(f"/proc/{child}") for child in _children(pid)), "no worker left behind"
+
+
+def sigterm_while_running(tmp_path, scenario: str, *drivers) -> tuple[int, float, str]:
+    """Runs `hubrt run` with no handler limit, sends SIGTERM 1.5 s in (a driver is stuck by then):
+    (its pid, seconds from SIGTERM to exit, its stderr)."""
+    (tmp_path / "s.yml").write_text(scenario)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hubrt", "run", *map(str, drivers), "--script", str(tmp_path / "s.yml"),
+         "--state", str(tmp_path / "state"), "--handler-timeout", "0"],
+        cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # a hub that ignores SIGTERM must not outlive the test
+    return proc.pid, time.monotonic() - start, err
 
 
 def _children(pid: int) -> list[int]:
@@ -212,18 +218,6 @@ def test_sigterm_while_a_main_chunk_is_stuck_stops_at_once(tmp_path):
     """A driver stuck in C while starting: the hub kills it once and stops, without restarting it."""
     make_driver(tmp_path / "stuck", 'string.find(string.rep("a", 3000), ".-.-.-.-.-.-.-.-b")\n'
                                     'require("st.driver")("stuck", {}):run()\n', key="stuck")
-    (tmp_path / "s.yml").write_text("[]\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hubrt", "run", str(tmp_path / "stuck"), "--script", str(tmp_path / "s.yml"),
-         "--state", str(tmp_path / "state"), "--handler-timeout", "0"],
-        cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    time.sleep(1.5)
-    start = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    took = time.monotonic() - start
+    _, took, err = sigterm_while_running(tmp_path, "[]\n", tmp_path / "stuck")
     assert took < 4, f"SIGTERM took {took:.1f} s"
     assert err.count("driver crash") == 1 and "restarting" not in err, err
