@@ -542,7 +542,7 @@ class Datastore:
 
     def save_now(self) -> None:
         """`ds:save()`: saved, and in the hub's hands before it returns (a crash right after loses
-        nothing), where the save after each dispatch may travel with the dispatch's other news."""
+        nothing), where the save after each batch of dispatches travels with the batch's other news."""
         self.save()
         self.store.hand_over()
 

@@ -4,8 +4,9 @@ Data flows one way: CLI -> Hub -> driver worker (Lua state, datastore) -> Store.
 Each driver runs in a worker of its own (worker.py): a process under `hubrt
 run`, so that nothing a driver does can take the hub or another driver down.
 The hub delivers lifecycle events, capability commands and timers to
-drivers, one dispatch at a time; after each dispatch (a batch) a dirty
-datastore is saved to the hub's memory, and saved snapshots are flushed to
+drivers, one dispatch at a time; after each batch of dispatches (what the
+worker found queued) a dirty datastore is saved to the hub's memory, before
+the batch's last reply, and saved snapshots are flushed to
 disk every `flush_interval` seconds of hub time, on `commit` and on shutdown.
 The three kinds of stop of spec/datastore.md section 4 are `restart(kind)`.
 """

@@ -152,6 +152,7 @@ class Worker:
         self.devices: dict[str, dict] = {}
         self.coverage = coverage
         self.host: DriverRuntime | None = None
+        self._unsaved = False  # dispatches handled since the last save
 
     def handle(self, message: dict) -> dict | None:
         """The reply to one message from the hub (None for a notice that needs none)."""
@@ -205,9 +206,16 @@ class Worker:
         return Outcome("ok")
 
     def _done(self, outcome: Outcome) -> dict:
-        if not outcome.crashed:  # a crash loses what was not saved, as the Lua state dies with it
-            self.host.datastore.save()
+        # a crash loses what was not saved (this batch's earlier dispatches too), as the Lua state dies with it
+        self._unsaved = not outcome.crashed
         return {"op": "done", "outcome": outcome.as_message()}
+
+    def end_batch(self) -> None:
+        """Saves a dirty datastore after each batch of dispatches, as a hub does (spec: datastore §4):
+        called before the reply that ends the batch, so the save reaches the hub before it."""
+        if self._unsaved:
+            self._unsaved = False
+            self.host.datastore.save()
 
     def _stop(self) -> list[list]:
         """Graceful stop: `shutdown`, the rest of the main chunk, then everything saved."""
@@ -233,7 +241,7 @@ def serve(worker: Worker, outbox: Outbox) -> None:
             return
         reply = worker.handle(message)
         if reply is not None:
-            outbox.reply(reply)
+            outbox.reply(reply, worker.end_batch)
         if message["op"] == "stop":
             return
 
@@ -311,7 +319,9 @@ class InlineWorker(WorkerHandle):
     def post(self, message: dict, device: str | None = None) -> list[Completion]:
         self._device = device
         try:
-            reply = roundtrip(self.worker.handle(roundtrip(message)))
+            reply = self.worker.handle(roundtrip(message))
+            self.worker.end_batch()  # a batch of one
+            reply = roundtrip(reply)
         finally:
             self._device = None
         return [_completion(message["what"], reply)]
@@ -585,8 +595,13 @@ class Outbox:
     def next_message(self) -> dict:
         return self._backlog.popleft() if self._backlog else self.channel.recv()
 
-    def reply(self, message: dict) -> None:
+    def reply(self, message: dict, end_batch: Callable[[], None]) -> None:
+        """Queues a dispatch's reply. The batch ends when no more work is waiting, or every REPLIES
+        replies: `end_batch` then runs first (the datastore save), and everything goes out."""
+        last = self._replies + 1 >= self.REPLIES or not (self._backlog or self.channel.pending())
+        if last:
+            end_batch()
         self.notify(message)
         self._replies += 1
-        if self._replies >= self.REPLIES or not (self._backlog or self.channel.pending()):
+        if last:
             self.flush()

@@ -199,6 +199,25 @@ end}}}):run()
 """
 
 
+def test_pipelined_dispatches_are_all_saved_once_the_hub_settles(new_hub, tmp_path, engine):
+    """A worker saves after each batch of dispatches (not after each one), before the reply that
+    ends the batch: once the hub has settled, killing the worker loses none of them."""
+    hub = new_hub()
+    hub.install(make_driver(tmp_path / "victim", VICTIM, key="victim"))
+    hub.add_device("victim", "switch", label="V")
+    for _ in range(300):
+        hub.command("V", "switch", "on", wait=False)
+    hub.settle()
+    hub.crash_driver("victim")  # SIGKILL to the worker process: only what reached the hub survives
+    hub.command("V", "switch", "on")
+    hub.shutdown()
+    store = Store(tmp_path / "state")
+    try:
+        assert store.load("victim")["count"] == 301
+    finally:
+        store.lose_power()
+
+
 def test_a_worker_cannot_take_more_memory_than_its_cap(new_hub, tmp_path, engine):
     """The Lua state's cap does not see what driver calls make Python allocate; the worker's address-space
     limit does, and the driver gets an error it can handle."""
