@@ -558,28 +558,24 @@ class Outbox:
     while the hub keeps it busy; log lines and prints go at once, so that the last thing a handler
     logged before it got stuck is seen."""
 
-    LIMIT = 1 << 16
+    LIMIT = 256  # messages held before they go out anyway
     REPLIES = 16
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self._pending: list[bytes] = []
-        self._size = 0
+        self._pending: list[dict] = []
         self._backlog: deque[dict] = deque()  # dispatches that came while waiting for an answer
         self._replies = 0  # replies not yet written
 
     def notify(self, message: dict) -> None:
-        frame = self.channel.frame(message)
-        self._pending.append(frame)
-        self._size += len(frame)
-        if self._size > self.LIMIT or message["op"] in ("log", "print"):
+        self._pending.append(message)
+        if len(self._pending) >= self.LIMIT or message["op"] in ("log", "print"):
             self.flush()
 
     def flush(self) -> None:
         if self._pending:
-            self.channel.send_frames(self._pending)
-            self._pending.clear()
-            self._size = 0
+            self.channel.send(self._pending)
+            self._pending = []
             self._replies = 0
 
     def request(self, message: dict) -> dict:

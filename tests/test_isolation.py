@@ -240,3 +240,20 @@ def test_sigterm_while_a_main_chunk_is_stuck_stops_at_once(tmp_path):
     _, took, err = sigterm_while_running(tmp_path, "[]\n", tmp_path / "stuck")
     assert took < 4, f"SIGTERM took {took:.1f} s"
     assert err.count("driver crash") == 1 and "restarting" not in err, err
+
+
+@pytest.mark.parametrize("payload", [b"42", b"[{\"op\": \"log\"}, 7]", b"\"text\"", b"{broken", b"null"])
+def test_the_hub_end_refuses_frames_that_are_not_messages(payload):
+    """What a compromised worker writes is only ever decoded as data: anything but a JSON object
+    (or a list of them) ends the channel, which the hub treats as the worker dying."""
+    from hubrt.channel import Channel, ChannelClosed
+    hub_end, worker_end = Channel.pair()
+    try:
+        worker_end.send([{"op": "log", "n": 1}, {"op": "done", "n": 2}])
+        assert [m["n"] for m in hub_end.received()] == [1, 2]
+        worker_end.sock.sendall(len(payload).to_bytes(4, "big") + payload)
+        with pytest.raises(ChannelClosed, match="not a message"):
+            hub_end.received()
+    finally:
+        hub_end.close()
+        worker_end.close()

@@ -154,7 +154,7 @@ end
 -- hook). On standard Lua a hook belongs to one coroutine, so every coroutine
 -- driver code creates gets it too.
 local HOOK_COUNT = 10000
-local deadline, deadline_message -- while a handler runs under a time limit
+local deadline, deadline_name, deadline_seconds -- while a handler runs under a time limit
 local coverage -- chunk name -> {[line] = true}, when line coverage is on
 
 local function hook(event, line)
@@ -170,7 +170,8 @@ local function hook(event, line)
     end
   elseif deadline and os.clock() > deadline then
     deadline = nil
-    error(new_stop("timeout", where(1) .. deadline_message), 0)  -- where: the line it was running
+    local message = string.format("%s ran for more than %g s and was stopped", deadline_name, deadline_seconds)
+    error(new_stop("timeout", where(1) .. message), 0)  -- where: the line it was running
   end
 end
 
@@ -301,8 +302,7 @@ helpers.raise = raise
 -- (0: no limit). The stop passes through every pcall in driver code.
 function helpers.dispatch(seconds, name, f, ...)
   if seconds > 0 then
-    deadline = os.clock() + seconds
-    deadline_message = name .. " ran for more than " .. string.format("%g", seconds) .. " s and was stopped"
+    deadline, deadline_name, deadline_seconds = os.clock() + seconds, name, seconds
     set_hook()
   end
   local function finish(...)
