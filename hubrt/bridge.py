@@ -149,7 +149,13 @@ class DriverBridge(Bridge):
             "update_metadata": self.update_metadata,
             "inject_command": self.inject_command,
             "environment_info": self.environment_info,
+            "task_failed": self.task_failed,
         }
+
+    def task_failed(self, what: bytes, kind: bytes, message: bytes, traceback: bytes) -> None:
+        """An event run by a thread, or a cosock task, ended in an error or was stopped."""
+        self.driver.task_failed(as_text(what), as_text(kind), as_text(message),
+                                self.state.driver_frames(as_text(traceback)))
 
     def register(self, lua_driver: Any) -> None:
         self.driver.lua_driver = lua_driver

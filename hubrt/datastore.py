@@ -285,11 +285,11 @@ class Node:
         is_number = type(key) is not bytes
         if not is_number and not self.n_num:
             return shape  # string keys only: nothing to track
-        backing = self.backing
-        exists = backing[key] is not None
+        backing, rawget = self.backing, self.ds.rawget
+        exists = rawget(backing, key) is not None
         if not deleting and not exists:
             twin = key_text(key) if is_number else _number_of_key_text(key)
-            if twin is not None and backing[twin] is not None:
+            if twin is not None and rawget(backing, twin) is not None:
                 raise _clash(path, key if is_number else twin)
         change = (-1 if exists else 0) if deleting else (0 if exists else 1)
         if change:
@@ -406,6 +406,8 @@ class Datastore:
         self.nodes: weakref.WeakValueDictionary[int, Node] = weakref.WeakValueDictionary()
         self.dirty: dict = {}  # top-level keys changed since the last save (a dict keeps their order)
         self.lua_type = state.lupa.lua_type
+        # t[k] on a Lua table from Python is wrong inside a task (lupa 2.8, engine.py): a call is right
+        self.rawget = state.runtime.eval(b"rawget")
         self._table_from = state.runtime.table_from
         self.api = lua_functions(state.host_chunk("datastore.lua")(state.table(
             warn=self._lua_warn,
@@ -530,11 +532,11 @@ class Datastore:
         """Hands the changed top-level keys to the hub's memory (not yet durable)."""
         if not self.dirty:
             return
-        root = self.root
+        root, rawget = self.root, self.rawget
         backing = root.backing
         changes = {}
         for key in self.dirty:
-            value = backing[key]
+            value = rawget(backing, key)
             changes[key_text(key).decode()] = (
                 None if value is None else orjson.dumps(root.json_value(key, value)).decode())
         self.dirty.clear()

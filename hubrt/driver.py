@@ -74,6 +74,7 @@ class DriverRuntime:
         """`store` is a Store, or anything with its load/save/flush (a worker's link to the hub).
         With `log(level, text)`, hubrt's modules (log, st.json, st.capabilities...) work too."""
         self.name = name
+        self.reports: list[tuple[str, Outcome]] = []  # events and tasks that failed, not yet told
         self.state = LuaState(engine, max_memory=max_memory, driver_src=src_dir, print_line=print_line,
                               interruptible=interruptible)
         if log is not None:
@@ -82,6 +83,15 @@ class DriverRuntime:
 
     def run_file(self, path: Path) -> tuple:
         return self.state.run_file(path)
+
+    def task_failed(self, what: str, kind: str, message: str, traceback: str) -> None:
+        self.reports.append((what, Outcome(kind, message, traceback)))
+
+    def take_reports(self) -> list[list]:
+        """The failures of events and tasks since the last call, as a reply carries them."""
+        taken = [[what, outcome.as_message()] for what, outcome in self.reports]
+        self.reports.clear()
+        return taken
 
 
 class DriverHost(DriverRuntime):
@@ -122,7 +132,7 @@ class DriverHost(DriverRuntime):
         outcome = self._protected(self.state.helpers.start_main, chunk)
         if self._running(outcome):
             self.running = True
-            return Outcome("ok")
+            return self._protected(self.state.helpers.run_tasks, self.options.handler_timeout, b"src/init.lua")
         if outcome.ok:
             return Outcome("exit", f"{path.name} ended without calling driver:run()")
         if outcome.kind == "error":

@@ -62,9 +62,12 @@ def lua_functions(table: Any) -> SimpleNamespace:
     """The functions of a Lua table as Python attributes.
 
     lupa 2.8 returns a wrong value (a tuple holding the running coroutine)
-    for attribute access on a Lua object made while Lua code runs inside a
-    coroutine -- as driver code does under the hub. Item access is right, so
-    every Lua table of host functions is read once, here, by item.
+    for attribute access, and for item access `t[k]`, on a Lua table made
+    outside a coroutine when Python reads it while Lua runs inside one -- as
+    driver code does in a cosock task (measured: the first `t[k]` of a
+    callback is wrong, calls of Lua functions and `items()` are right). So
+    every Lua table of host functions is read once, here, by iterating it, and
+    Python code that may run inside a task reads tables with a `rawget` call.
     """
     return SimpleNamespace(**{k.decode(): v for k, v in table.items() if isinstance(k, bytes)})
 

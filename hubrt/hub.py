@@ -254,15 +254,18 @@ class Hub:
         for done in completions:
             outcome = done.outcome
             if outcome.crashed:
+                for what, failure in done.reports:
+                    self._report(driver.name, what, failure)
                 self._report(driver.name, done.what, outcome)
                 self.crash_driver(driver.name)
                 return  # whatever else it was sent died with it
             if outcome.ok:
                 self._crashes.pop(driver.name, None)
-            else:
-                self._report(driver.name, done.what, outcome)
+            # the dispatch itself, then the events and tasks that failed while it ran
+            for what, failure in ([] if outcome.ok else [(done.what, outcome)]) + done.reports:
+                self._report(driver.name, what, failure)
                 if self.fatal_handler_errors:
-                    raise HandlerError(f"{done.what}: {outcome.traceback or outcome.message}")
+                    raise HandlerError(f"{what}: {failure.traceback or failure.message}")
         if completions:
             self._maybe_flush()
 

@@ -208,7 +208,10 @@ class Worker:
     def _done(self, outcome: Outcome) -> dict:
         # a crash loses what was not saved (this batch's earlier dispatches too), as the Lua state dies with it
         self._unsaved = not outcome.crashed
-        return {"op": "done", "outcome": outcome.as_message()}
+        reply = {"op": "done", "outcome": outcome.as_message()}
+        if self.host is not None and self.host.reports:
+            reply["reports"] = self.host.take_reports()
+        return reply
 
     def end_batch(self) -> None:
         """Saves a dirty datastore after each batch of dispatches, as a hub does (spec: datastore §4):
@@ -229,7 +232,7 @@ class Worker:
             if not outcome.ok:
                 reports.append(["src/init.lua after driver:run()", outcome.as_message()])
         host.datastore.force_save()
-        return reports
+        return host.take_reports() + reports
 
 
 def serve(worker: Worker, outbox: Outbox) -> None:

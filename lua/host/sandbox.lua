@@ -267,24 +267,31 @@ env._G = env
 
 local helpers = {}
 
+-- The error handler of protected calls: a stop passes as it is, any other error becomes
+-- its message and the traceback where it was raised.
+local function on_error(e)
+  if stops[e] then return e end
+  local msg = tostring(e)
+  return {message = msg, traceback = traceback(msg, 2)}
+end
+
+-- false, kind, message, traceback for what on_error caught.
+local function failure(e)
+  if stops[e] then return false, e.kind, e.message, "" end
+  if type(e) ~= "table" then -- the handler itself failed: out of memory
+    local msg = tostring(e)
+    return false, msg == "not enough memory" and "memory" or "error", msg, ""
+  end
+  return false, "error", e.message, e.traceback
+end
+
 -- Runs f under xpcall; returns true, results... or false, kind, message, traceback.
 function helpers.protected_call(f, ...)
-  local function handler(e)
-    if stops[e] then return e end
-    local msg = tostring(e)
-    return {message = msg, traceback = traceback(msg, 2)}
-  end
   local function unpack_result(ok, ...)
     if ok then return true, ... end
-    local e = ...
-    if stops[e] then return false, e.kind, e.message, "" end
-    if type(e) ~= "table" then -- the handler itself failed: out of memory
-      local msg = tostring(e)
-      return false, msg == "not enough memory" and "memory" or "error", msg, ""
-    end
-    return false, "error", e.message, e.traceback
+    return failure((...))
   end
-  return unpack_result(xpcall(f, handler, ...))
+  return unpack_result(xpcall(f, on_error, ...))
 end
 
 function helpers.preload(name, loader) preload[name] = loader end
@@ -298,21 +305,50 @@ function helpers.collect_garbage() collectgarbage("collect") end
 helpers.where = where
 helpers.raise = raise
 
--- Calls f like protected_call, stopping it if it runs longer than `seconds`
--- (0: no limit). The stop passes through every pcall in driver code.
-function helpers.dispatch(seconds, name, f, ...)
+-- Tasks: the scheduler is cosock's (lua/cosock/init.lua), which hands the sandbox its
+-- entry points when it is loaded; the sandbox lends it the handler time limit for each
+-- turn a task gets.
+local scheduler -- {run = runs every runnable task until all wait, fire = a hub timer went off}
+local task_seconds = 0 -- the time limit of each task's turn (--handler-timeout; 0: none)
+local dispatch_name -- what the hub's current dispatch is, as its errors name it
+
+local function start_deadline(seconds, name, co)
   if seconds > 0 then
     deadline, deadline_name, deadline_seconds = os.clock() + seconds, name, seconds
-    set_hook()
+    set_hook(co)
   end
-  local function finish(...)
-    if deadline then
-      deadline = nil
-      set_hook()
-    end
-    return ...
+end
+
+local function end_deadline(co, ...)
+  if deadline then
+    deadline = nil
+    set_hook(co)
   end
-  return finish(helpers.protected_call(f, ...))
+  return ...
+end
+
+local function run_scheduler()
+  end_deadline(nil)
+  if scheduler then scheduler.run() end
+end
+
+local function dispatch_then_run(f, ...)
+  f(...)
+  run_scheduler()
+end
+
+-- Calls f like protected_call, stopping it if it runs longer than `seconds`
+-- (0: no limit); then every task f made runnable runs until all of them wait
+-- (each turn under the same limit). A stop passes through every pcall in driver code.
+function helpers.dispatch(seconds, name, f, ...)
+  task_seconds, dispatch_name = seconds, name
+  start_deadline(seconds, name)
+  return end_deadline(nil, helpers.protected_call(f == nil and run_scheduler or dispatch_then_run, f, ...))
+end
+
+-- Runs the tasks that are runnable (those the main chunk made, once driver:run() is reached).
+function helpers.run_tasks(seconds, name)
+  return helpers.dispatch(seconds, name, nil)
 end
 
 function helpers.enable_coverage()
@@ -372,6 +408,32 @@ function helpers.set_runtime_api(api)
     in_run = true
     coroutine.yield()
   end
+  -- for the scheduler (cosock)
+  function api.install_scheduler(entry_points) scheduler = entry_points end
+  function api.fire_timer(id) if scheduler then scheduler.fire(id) end end
+  -- One turn of a task, under the handler time limit named `what`; coroutine.resume's results.
+  function api.resume(co, what, ...)
+    start_deadline(task_seconds, what, co)
+    return end_deadline(co, coroutine.resume(co, ...))
+  end
+  -- The running task starts new work within its turn: the limit starts again, under a new name.
+  function api.new_turn(what)
+    if deadline then deadline, deadline_name = os.clock() + task_seconds, what end
+  end
+  -- The kind of a stop (os.exit: "exit", a time limit: "timeout"), nil for any other error.
+  function api.stop_kind(e) return stops[e] and e.kind or nil end
+  function api.traceback(co, message) return traceback(co, message) end
+  -- Like protected_call, but a stop goes on up (it ends the task that runs f).
+  function api.try(f, ...)
+    local function result(ok, e)
+      if ok then return true end
+      if stops[e] then error(e, 0) end
+      return failure(e)
+    end
+    return result(xpcall(f, on_error, ...))
+  end
+  function api.gettime() return clock_now() end
+  function api.dispatch_name() return dispatch_name end
   runtime_api = api
 end
 

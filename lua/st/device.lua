@@ -5,24 +5,12 @@
 -- attribute is kept there too, under __state_cache.
 local _, host = ...
 
+local Thread = require "st.thread"
+
 local Device = {}
 local methods = {}
-local unpack = table.unpack or unpack
 local fields_of = setmetatable({}, {__mode = "k"})
 local extensions_of = setmetatable({}, {__mode = "k"})
-
-local function thread_for(driver)
-  return {
-    call_with_delay = function(_, seconds, callback, name) return driver:call_with_delay(seconds, callback, name) end,
-    call_on_schedule = function(_, seconds, callback, name) return driver:call_on_schedule(seconds, callback, name) end,
-    cancel_timer = function(_, timer) return driver:cancel_timer(timer) end,
-    -- fn(...) once the current handler is done, as the hub's device threads run queued events
-    queue_event = function(_, fn, ...)
-      local args, n = {...}, select("#", ...)
-      return driver:call_with_delay(0, function() fn(unpack(args, 1, n)) end, "queued event")
-    end,
-  }
-end
 
 -- device.log.info(...) and the rest: the hub's log stream, about this device.
 local new_logger = require "hubrt.logger"
@@ -51,7 +39,7 @@ function Device.new(driver, info)
     persistent_store = driver.datastore[key],
     transient_store = {},
     driver = driver,
-    thread = thread_for(driver),
+    thread = Thread.new(driver, "device " .. tostring(info.label or info.id)),
     log = logger_for(info.id),
   }
   record_fields(fields, info)

@@ -1,10 +1,13 @@
 -- `require "st.driver"`: Driver(name, template), shaped like the hub's own
 -- library so that drivers written for the hub run unchanged. The hub (Python)
--- calls the `_on_*` methods to deliver events; each call is one batch, after
--- which a dirty datastore is saved.
+-- calls the `_on_*` methods to deliver events; each queues its work on a
+-- thread (st.thread: the device's, or the driver's own), and the work runs as
+-- cosock tasks before the call returns, unless it waits on something.
 local _, host = ...
 
 local Device = require "st.device"
+local Thread = require "st.thread"
+local cosock = require "cosock"
 local log = require "log"
 
 local Driver = {}
@@ -39,7 +42,8 @@ local function new_driver(name, template)
   driver.datastore = require("datastore").init()
   driver.environment_info = host.environment_info()
   driver.device_cache = {}
-  driver._timers = {}
+  driver._thread = Thread.new(driver, "driver " .. name)
+  driver._channel_handlers = {}
   return driver
 end
 
@@ -78,30 +82,40 @@ function Driver:inject_capability_command(device, command)
   host.inject_command(device.id, command.capability, command.command, command.args)
 end
 
-local function start_timer(self, seconds, repeating, callback, name)
-  if type(seconds) ~= "number" or not (seconds >= 0 and seconds < math.huge) then
-    host.raise("timer delay must be a finite number of seconds >= 0, got " .. tostring(seconds))
-  end
-  if type(callback) ~= "function" then host.raise("timer callback must be a function") end
-  local id = host.timer_start(seconds, repeating, name)
-  local timer = {id = id, name = name, repeating = repeating}
-  self._timers[id] = {callback = callback, timer = timer}
-  return timer
-end
-
 function Driver:call_with_delay(seconds, callback, name)
-  return start_timer(self, seconds, false, callback, name)
+  return self._thread:call_with_delay(seconds, callback, name)
 end
 
 function Driver:call_on_schedule(seconds, callback, name)
-  return start_timer(self, seconds, true, callback, name)
+  return self._thread:call_on_schedule(seconds, callback, name)
 end
 
 function Driver:cancel_timer(timer)
-  if type(timer) == "table" and timer.id ~= nil then
-    host.timer_cancel(timer.id)
-    self._timers[timer.id] = nil
+  self._thread:cancel_timer(timer)
+end
+
+-- callback(driver, receiver) each time `receiver` (a channel, a socket, a timer...) is ready.
+function Driver:register_channel_handler(receiver, callback, name)
+  if type(receiver) ~= "table" or type(receiver.setwaker) ~= "function" then
+    host.raise("register_channel_handler(receiver, callback, name): receiver must be a channel, socket or "
+               .. "timer (an object with setwaker)")
   end
+  if type(callback) ~= "function" then host.raise("register_channel_handler: callback must be a function") end
+  self:unregister_channel_handler(receiver)
+  local what = "channel handler " .. tostring(name or receiver)
+  self._channel_handlers[receiver] = cosock._spawn(function()
+    while true do
+      cosock.socket.select({receiver}, nil, nil)
+      cosock._describe(what)
+      local ok, kind, message, trace = host.try(callback, self, receiver)
+      if not ok then host.task_failed(what, kind, message, trace) end
+    end
+  end, what, true)
+end
+
+function Driver:unregister_channel_handler(receiver)
+  cosock._kill(self._channel_handlers[receiver])
+  self._channel_handlers[receiver] = nil
 end
 
 -- Entry points for the hub ---------------------------------------------------
@@ -110,14 +124,19 @@ function Driver:_on_device_lifecycle(device_id, event, args)
   local device = self:get_device_info(device_id)
   if device == nil then return end
   args = args or {}
-  if event == "infoChanged" then
-    args.old_st_store = device:_update(host.device_info(device_id))
-  end
-  local handler = find_handler(self, self, device, "lifecycle_handlers", event)
-  if handler then handler(self, device, event, args) end
+  device.thread:_queue(host.dispatch_name(), function()
+    if event == "infoChanged" then
+      args.old_st_store = device:_update(host.device_info(device_id))
+    end
+    local handler = find_handler(self, self, device, "lifecycle_handlers", event)
+    if handler then handler(self, device, event, args) end
+  end)
   if event == "removed" then
-    self.device_cache[device_id] = nil
-    self.datastore["__" .. device_id] = nil -- the hub leaves orphans; hubrt does not
+    device.thread:_queue("removed " .. tostring(device.label), function()
+      self.device_cache[device_id] = nil
+      self.datastore["__" .. device_id] = nil -- the hub leaves orphans; hubrt does not
+    end)
+    device.thread:close()
   end
 end
 
@@ -125,29 +144,30 @@ function Driver:_on_capability_command(device_id, capability, component, name, a
   local command = {capability = capability, component = component, command = name,
                    args = args or {}, positional_args = positional_args or {}}
   local device = self:get_device_info(device_id)
-  local handler = find_handler(self, self, device, "capability_handlers", command.capability, command.command)
-  if handler == nil then
-    log.warn(string.format("no handler for %s.%s on %s", command.capability, command.command, device.label))
-    return
-  end
-  handler(self, device, command)
+  device.thread:_queue(host.dispatch_name(), function()
+    local handler = find_handler(self, self, device, "capability_handlers", command.capability, command.command)
+    if handler == nil then
+      log.warn(string.format("no handler for %s.%s on %s", command.capability, command.command, device.label))
+      return
+    end
+    handler(self, device, command)
+  end)
 end
 
 function Driver:_on_timer(timer_id)
-  local entry = self._timers[timer_id]
-  if entry == nil then return end
-  if not entry.timer.repeating then self._timers[timer_id] = nil end
-  entry.callback(self)
+  host.fire_timer(timer_id)
 end
 
 function Driver:_on_driver_lifecycle(event)
-  if type(self.driver_lifecycle) == "function" then self.driver_lifecycle(self, event) end
+  if type(self.driver_lifecycle) == "function" then
+    self._thread:_queue(host.dispatch_name(), self.driver_lifecycle, self, event)
+  end
 end
 
 function Driver:_on_discovery()
   if type(self.discovery) ~= "function" then return end
   local asked = false
-  self.discovery(self, {}, function()
+  self._thread:_queue(host.dispatch_name(), self.discovery, self, {}, function()
     local first = not asked
     asked = true
     return first

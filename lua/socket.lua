@@ -1,0 +1,2 @@
+-- `require "socket"` gives cosock's sockets, as on the hub.
+return require "cosock.socket"
