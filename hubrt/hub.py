@@ -180,8 +180,10 @@ class Hub:
             driver = self._new_worker(package)
             self.drivers[name] = driver
             self.devices.stale.discard(name)
-            outcome = driver.call(self._message("start", what="src/init.lua",
-                                                devices=self.devices.records(name))).outcome
+            done = driver.call(self._message("start", what="src/init.lua", devices=self.devices.records(name)))
+            outcome = done.outcome
+            for what, failure in done.reports:  # tasks the main chunk started
+                self._report(name, what, failure)
             if outcome.kind == "store":
                 driver.kill()
                 self.drivers.pop(name, None)

@@ -1,0 +1,85 @@
+"""Drivers as cosock tasks, seen from the hub (the semantics themselves are Lua tests:
+tests/fixtures/cosock-tour): a runaway task is stopped at --handler-timeout and named, a task
+that fails is reported at its line, os.exit in a task is a driver crash, and a device whose
+handler was stopped goes on with its next event."""
+
+from conftest import make_driver
+
+TASKS = """
+local Driver = require "st.driver"
+local capabilities = require "st.capabilities"
+local cosock = require "cosock"
+local socket = require "cosock.socket"
+cosock.spawn(function() while true do end end, "spinner")
+cosock.spawn(function()
+  socket.sleep(1)
+  error("the sensor went away")
+end, "poller")
+Driver("tasks", {capability_handlers = {[capabilities.switch.ID] = {
+  on = function(driver) driver.datastore.ons = (driver.datastore.ons or 0) + 1 end,
+  off = function(driver, device)
+    if driver.datastore.stuck == nil then
+      driver.datastore.stuck = true
+      while true do end
+    end
+    driver.datastore.offs = (driver.datastore.offs or 0) + 1
+  end,
+}}}):run()
+"""
+
+
+def errors(hub):
+    return [r.text for r in hub.logs if r.level == "error"]
+
+
+def test_a_runaway_task_is_stopped_and_named(new_hub, tmp_path):
+    hub = new_hub(handler_timeout=0.3)
+    hub.install(make_driver(tmp_path / "tasks", TASKS, key="tasks"))
+    stopped = [e for e in errors(hub) if "spinner" in e]
+    assert len(stopped) == 1, errors(hub)
+    assert "error in cosock task 'spinner'" in stopped[0] and "init.lua:6:" in stopped[0] \
+        and "ran for more than 0.3 s and was stopped" in stopped[0], stopped[0]
+    hub.add_device("tasks", "switch", label="S")
+    hub.command("S", "switch", "on")
+    assert hub.store.load("tasks")["ons"] == 1, "the driver goes on"
+
+
+def test_a_failing_task_is_reported_at_its_line(new_hub, tmp_path):
+    hub = new_hub(handler_timeout=0.3)
+    hub.install(make_driver(tmp_path / "tasks", TASKS, key="tasks"))
+    assert not [e for e in errors(hub) if "poller" in e], "it sleeps first"
+    hub.advance(1)
+    failed = [e for e in errors(hub) if "poller" in e]
+    assert len(failed) == 1 and "init.lua:9: the sensor went away" in failed[0], errors(hub)
+    assert "stack traceback" in failed[0]
+
+
+def test_a_device_goes_on_after_its_handler_was_stopped(new_hub, tmp_path):
+    hub = new_hub(handler_timeout=0.3)
+    hub.install(make_driver(tmp_path / "tasks", TASKS, key="tasks"))
+    hub.add_device("tasks", "switch", label="S")
+    hub.command("S", "switch", "off", wait=False)  # stopped at the time limit
+    hub.command("S", "switch", "off")  # queued on the same device thread: runs after it
+    stopped = [e for e in errors(hub) if "capability switch.off for S" in e]
+    assert len(stopped) == 1 and "ran for more than 0.3 s" in stopped[0], errors(hub)
+    assert hub.store.load("tasks")["offs"] == 1
+
+
+def test_os_exit_in_a_task_is_a_driver_crash(new_hub, tmp_path):
+    hub = new_hub()
+    hub.install(make_driver(tmp_path / "exit", """
+        local Driver = require "st.driver"
+        local cosock = require "cosock"
+        local capabilities = require "st.capabilities"
+        Driver("exit", {capability_handlers = {[capabilities.switch.ID] = {
+          on = function(driver)
+            driver.datastore.before = (driver.datastore.before or 0) + 1
+            cosock.spawn(function() os.exit(3) end, "quitter")
+          end,
+        }}}):run()
+    """, key="exit"))
+    hub.add_device("exit", "switch", label="E")
+    hub.command("E", "switch", "on")
+    texts = [r.text for r in hub.logs]
+    assert any("driver crash" in t and "os.exit(3)" in t for t in texts), texts
+    assert any("restarting the driver after a crash" in t for t in texts), texts
