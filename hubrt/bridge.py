@@ -150,7 +150,24 @@ class DriverBridge(Bridge):
             "inject_command": self.inject_command,
             "environment_info": self.environment_info,
             "task_failed": self.task_failed,
+            "net": self.net,
         }
+
+    def net(self, call: bytes, sock: int, address: Any = None, port: Any = None, data: Any = None) -> Any:
+        """A socket call, answered by the hub's network; socket bytes cross as latin-1, unchanged."""
+        if "lan" not in self.driver.package.permissions:
+            answer = {"error": "this driver has no LAN permission: add `permissions: {lan: {}}` to its config.yml",
+                      "permission": True}
+        else:
+            message = {"call": as_text(call), "sock": sock}
+            if address is not None:
+                message["host"] = as_text(address)
+            if port is not None:
+                message["port"] = port
+            if data is not None:
+                message["data"] = data.decode("latin-1")
+            answer = self.link.net(message)
+        return to_lua(self.runtime, answer)
 
     def task_failed(self, what: bytes, kind: bytes, message: bytes, traceback: bytes) -> None:
         """An event run by a thread, or a cosock task, ended in an error or was stopped."""

@@ -26,6 +26,7 @@ from hubrt.coverage import LineCoverage
 from hubrt.driver import DriverOptions, DriverRuntime, Outcome
 from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, LuaFailure
 from hubrt.inputs import preferences_problem, valid_seconds
+from hubrt.net.simulated import SimulatedLan
 from hubrt.package import DriverPackage, load_package
 from hubrt.devices import Device, Devices, HubError
 from hubrt.store import Store, StoreError
@@ -134,6 +135,8 @@ class Hub:
         # what drivers asked of the hub (devices to create or change, commands to inject), done once the
         # dispatch that asked is over
         self._deferred: list[Callable[[], Any]] = []
+        self.lan = SimulatedLan(self._net_arrived)  # the outside world: it outlives hub restarts
+        self._net_pending: dict[str, list[dict]] = {}  # driver -> what its sockets got, not yet delivered
         self._crashes: dict[str, int] = {}  # crashes in a row, per driver
         self.stop_requested = False  # set from a signal handler; honoured between dispatches
         # (process CPU time, message): a Lua test's time limit, for the loops of timers it runs in Python
@@ -305,6 +308,8 @@ class Hub:
             self.update_metadata_from_driver(driver, m["device"], m["meta"])
         elif op == "inject":
             self.inject_from_driver(driver, m["device"], m["capability"], m["command"], m["args"])
+        elif op == "net":
+            return self.lan.call(driver, m)
         elif op in ("flush", "load"):
             try:
                 if op == "flush":
@@ -406,6 +411,19 @@ class Hub:
     def inject_from_driver(self, driver: str, device_id: str, capability: str, command: str, args: Any) -> None:
         """driver:inject_capability_command: delivered like any command, after the current dispatch."""
         self._deferred.append(lambda: self.command(device_id, capability, command, args or None, wait=False))
+
+    def _net_arrived(self, driver: str, event: dict) -> None:
+        """What the LAN sends a driver's socket: one `net` dispatch after the current one."""
+        if not self._net_pending:
+            self._deferred.append(self._deliver_net)
+        self._net_pending.setdefault(driver, []).append(event)
+
+    def _deliver_net(self) -> None:
+        pending, self._net_pending = self._net_pending, {}
+        for name, events in pending.items():
+            driver = self.drivers.get(name)
+            if isinstance(driver, WorkerHandle):
+                self._dispatch(driver, "network", None, "net", events=events)
 
     def _run_deferred(self) -> None:
         while self._deferred:
@@ -539,6 +557,7 @@ class Hub:
         if isinstance(driver, WorkerHandle):
             driver.kill()
         self.timers.forget(name)
+        self.lan.forget(name)
         if name not in self.packages:
             return
         self._crashes[name] = self._crashes.get(name, 0) + 1
@@ -557,6 +576,8 @@ class Hub:
                     self._report(driver.name, what, outcome)
             else:
                 driver.datastore.force_save()
+        for name in self.drivers:
+            self.lan.forget(name)
         self.drivers.clear()
         self.timers.forget()
 
@@ -573,6 +594,8 @@ class Hub:
         for driver in self.drivers.values():
             if isinstance(driver, WorkerHandle):
                 driver.kill()
+        for name in self.drivers:
+            self.lan.forget(name)
         self.drivers.clear()
         self.timers.forget()
         if not self.store.closed:

@@ -49,6 +49,7 @@ class DriverPackage:
     profiles: dict[str, Profile]
     capabilities: Catalogue
     warnings: list[str] = field(default_factory=list)  # shown when the package is installed
+    permissions: frozenset[str] = frozenset()  # config.yml's `permissions` (lan, discovery...)
 
     @property
     def src(self) -> Path:
@@ -113,8 +114,13 @@ def _read_package(path: Path, standard: Catalogue, strict: bool) -> DriverPackag
                 for cap, where in unknown.items()]
     if strict and warnings:
         raise PackageError(warnings[0].replace("; the driver can use it, unchecked", "") + " (--strict)")
+    permissions = config.get("permissions") or {}
+    if not isinstance(permissions, dict):
+        raise PackageError(f"{at(config_path, config, 'permissions')}: 'permissions' must be a mapping, "
+                           "e.g. permissions: {lan: {}, discovery: {}}")
     return DriverPackage(path, config["name"], config["packageKey"], str(config.get("description", "")),
-                         profiles, catalogue.with_permissive(list(unknown)), warnings)
+                         profiles, catalogue.with_permissive(list(unknown)), warnings,
+                         frozenset(str(k) for k in permissions))
 
 
 def _load_profile(path: Path, catalogue: Catalogue, unknown: dict[str, str]) -> Profile:

@@ -134,8 +134,12 @@ def parse_line(hub: Hub, line: str) -> Step | None:
     return make_step(verb, {**dict(zip(params, values)), **named}, "prompt")
 
 
+# parameters whose words are read as YAML (numbers, mappings); the rest are names
+_YAML_PARAMS = ("seconds", "preferences", "args", "http", "ssdp")
+
+
 def _param(name: str, word: str, quoted: bool) -> Any:
-    if name in ("seconds", "preferences", "args") or (name == "equals" and not quoted):
+    if name in _YAML_PARAMS or (name == "equals" and not quoted):
         return yaml_word(word)
     return word
 

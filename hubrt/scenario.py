@@ -27,6 +27,7 @@ from hubrt.display import printable
 from hubrt.hub import STOP_KINDS, Hub
 from hubrt.inputs import InputError, preferences_problem, valid_seconds
 from hubrt.inputs import Loader as YamlLoader
+from hubrt.net.simulated import FAULTS
 
 
 class ScenarioError(InputError):
@@ -72,6 +73,16 @@ VERBS: dict[str, Verb] = {
     "flush": Verb((), (), "write the hub's saved snapshots to disk now", "flush", "- flush"),
     "print": Verb(("what", "target"), ("what",), "show datastore [DRIVER], devices, events or state DEVICE",
                   "print state Lamp", "- print: state Lamp", "what"),
+    "lan_host": Verb(("ip", "name", "http", "ssdp"), ("ip",),
+                     "put a host on the simulated LAN (an HTTP server with canned routes, an SSDP answer)",
+                     "lan_host 192.168.1.50 http='{routes: {/state: {body: on}}}'",
+                     "- lan_host: {ip: 192.168.1.50, http: {port: 80, routes: {GET /state: {status: 200, body: on}}}}"),
+    "lan_fault": Verb(("ip", "fault"), ("ip",), f"make a host misbehave: {', '.join(FAULTS)} (none: heal it)",
+                      "lan_fault 192.168.1.50 timeout", "- lan_fault: {ip: 192.168.1.50, fault: refuse}"),
+    "lan_move": Verb(("ip", "to"), ("ip", "to"), "give a host a new address (its connections break)",
+                     "lan_move 192.168.1.50 192.168.1.77", "- lan_move: {ip: 192.168.1.50, to: 192.168.1.77}"),
+    "lan_remove": Verb(("ip",), ("ip",), "take a host off the simulated LAN", "lan_remove 192.168.1.50",
+                       "- lan_remove: 192.168.1.50", "ip"),
     "assert": Verb(("device", "state", "field", "driver", "datastore", "equals", "component"), ("equals",),
                    "check a device's state or persisted field, or a path in a driver's datastore",
                    "assert device=Lamp state=switch.switch equals=on",
@@ -81,7 +92,8 @@ VERBS: dict[str, Verb] = {
 
 # Parameters that name something (a device, a driver, a capability...): text, never a list or mapping.
 _TEXT_PARAMS = {"profile", "label", "driver", "network_id", "id", "device", "capability", "command", "component",
-                "kind", "what", "target", "state", "field", "datastore", "manufacturer", "model", "parent", "child_key"}
+                "kind", "what", "target", "state", "field", "datastore", "manufacturer", "model", "parent", "child_key",
+                "ip", "to", "fault"}
 
 
 @dataclass
@@ -139,9 +151,33 @@ def make_step(verb: Any, value: Any, where: str) -> Step:
         raise ScenarioError(f"{where}: restart takes one of {', '.join(STOP_KINDS)}, got {args['kind']!r}")
     if verb == "print" and args["what"] not in ("datastore", "devices", "events", "state"):
         raise ScenarioError(f"{where}: print takes datastore, devices, events or state, got {args['what']!r}")
+    if verb == "lan_host":
+        problem = _lan_host_problem(args)
+        if problem:
+            raise ScenarioError(f"{where}: lan_host: {problem}")
+    if verb == "lan_fault" and args.get("fault") not in (None, *FAULTS):
+        raise ScenarioError(f"{where}: lan_fault takes one of {', '.join(FAULTS)}, got {args['fault']!r}")
     if verb == "assert" and sum(k in args for k in ("state", "field", "datastore")) != 1:
         raise ScenarioError(f"{where}: assert needs exactly one of state, field or datastore")
     return Step(verb, args, where)
+
+
+def _lan_host_problem(args: dict) -> str | None:
+    http, ssdp = args.get("http"), args.get("ssdp")
+    if http is not None:
+        if not isinstance(http, dict) or set(http) - {"port", "routes"}:
+            return "http is a mapping of port and routes, e.g. {port: 80, routes: {GET /state: {body: on}}}"
+        port = http.get("port", 80)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            return f"http port must be a whole number from 1 to 65535, got {port!r}"
+        for route, response in (http.get("routes") or {}).items():
+            if not isinstance(response, dict) or set(response) - {"status", "headers", "body"}:
+                return f"route {route!r}: a response is a mapping of status, headers and body"
+            if not isinstance(response.get("status", 200), int) or not isinstance(response.get("body", ""), str):
+                return f"route {route!r}: status is a number and body is text"
+    if ssdp is not None and not (isinstance(ssdp, dict) and all(isinstance(v, (str, int)) for v in ssdp.values())):
+        return "ssdp is a mapping of the answer's headers, e.g. {ST: ..., LOCATION: http://...}"
+    return None
 
 
 def load_scenario(path: Path) -> list[Step]:
@@ -244,6 +280,19 @@ class Runner:
         self.hub.advance(float(seconds))
 
     do_wait = do_advance
+
+    def do_lan_host(self, ip, name=None, http=None, ssdp=None):
+        self.hub.lan.add_host(ip, name=name, http=http,
+                              ssdp={str(k): str(v) for k, v in ssdp.items()} if ssdp else None)
+
+    def do_lan_fault(self, ip, fault=None):
+        self.hub.lan.set_fault(ip, fault)
+
+    def do_lan_move(self, ip, to):
+        self.hub.lan.move_host(ip, to)
+
+    def do_lan_remove(self, ip):
+        self.hub.lan.remove_host(ip)
 
     def do_restart(self, kind):
         self.hub.restart(kind)

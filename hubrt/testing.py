@@ -120,7 +120,9 @@ class TestBridge(Bridge):
             "discover": self.discover, "advance": self.advance, "restart": self.restart, "flush": self.flush,
             "events": self.events, "clear_events": self.clear_events, "logs": self.logs,
             "datastore": self.datastore, "device": self.device, "field": self.field, "state": self.state_of,
-            "fatal_errors": self.fatal_errors,
+            "fatal_errors": self.fatal_errors, "lan_host": self.lan_host, "lan_fault": self.lan_fault,
+            "lan_move": self.lan_move, "lan_remove": self.lan_remove, "lan_requests": self.lan_requests,
+            "lan_sent": self.lan_sent,
         }.items()}
         return {**super().functions(), **guarded, "declare": self.declare}
 
@@ -235,6 +237,43 @@ class TestBridge(Bridge):
 
     def fatal_errors(self, on: bool | None) -> None:
         self.hub.fatal_handler_errors = on is not False  # hub.fatal_errors() with no argument turns them on
+
+
+    # -- the simulated LAN ------------------------------------------------------
+
+    def lan_host(self, opts: Any) -> None:
+        o = self._py(opts)
+        http = o.get("http")
+        if isinstance(http, dict):  # a route may be a Lua function of the request
+            http["routes"] = {key: (self._lua_route(route) if self.lua_type(route) == "function" else route)
+                              for key, route in (http.get("routes") or {}).items()}
+        self.hub.lan.add_host(str(o.get("ip")), name=o.get("name"), http=http, ssdp=o.get("ssdp"))
+
+    def _lua_route(self, fn: Any) -> Callable[[dict], dict]:
+        def answer(request: dict) -> dict:
+            response = self._py(fn(self._lua(request)))
+            if not isinstance(response, dict):
+                raise InputError(f"an HTTP route function returned {type(response).__name__}, not a response "
+                                 "table ({status = 200, body = ...})")
+            return response
+        return answer
+
+    def lan_fault(self, ip: bytes, fault: Any) -> None:
+        self.hub.lan.set_fault(as_text(ip), as_text(fault) if fault else None)
+
+    def lan_move(self, ip: bytes, new_ip: bytes) -> None:
+        self.hub.lan.move_host(as_text(ip), as_text(new_ip))
+
+    def lan_remove(self, ip: bytes) -> None:
+        self.hub.lan.remove_host(as_text(ip))
+
+    def lan_requests(self, ip: Any) -> Any:
+        return self._lua(self.hub.lan.requests(as_text(ip) if ip else None))
+
+    def lan_sent(self, ip: Any) -> Any:
+        return self.runtime.table_from([self.runtime.table_from({
+            b"driver": s.driver.encode(), b"host": s.host.encode(), b"port": s.port, b"data": s.data})
+            for s in self.hub.lan.sent if not ip or s.host == as_text(ip)])
 
 
 class _LastLines:

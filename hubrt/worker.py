@@ -57,7 +57,7 @@ ADDRESS_SPACE_ROOM = 512 * 1024 * 1024
 MAX_IN_FLIGHT = 64
 
 Serve = Callable[[str, dict, Any], Any]  # (driver, message, device) -> the hub's answer (None for notices)
-REQUESTS = ("load", "flush")  # worker messages that wait for the hub's answer
+REQUESTS = ("load", "flush", "net")  # worker messages that wait for the hub's answer
 
 
 def roundtrip(message: Any) -> Any:
@@ -131,6 +131,10 @@ class HubLink:
         if answer.get("error"):
             raise StoreError(answer["error"])
 
+    def net(self, call: dict) -> dict:
+        """A socket call (connect, send, close...), answered by the hub's network at once."""
+        return self._request({"op": "net", **call})
+
     def load(self, driver: str) -> dict[str, Any]:
         answer = self._request({"op": "load"})
         if answer.get("error"):
@@ -190,6 +194,10 @@ class Worker:
             return ("_on_timer", m["id"])
         if op == "discovery":
             return ("_on_discovery",)
+        if op == "net":  # socket bytes are latin-1 text in JSON: back to the same bytes
+            return ("_on_net", runtime.table_from([
+                runtime.table_from({k.encode(): (v.encode("latin-1") if k == "data" else to_lua(runtime, v))
+                                    for k, v in event.items()}) for event in m["events"]]))
         raise ValueError(f"unknown message {op!r}")
 
     def _run_script(self, path: Path) -> Outcome:

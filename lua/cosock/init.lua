@@ -225,7 +225,6 @@ function cosock._kill(task)
 end
 
 cosock._spawn = spawn
-cosock._gettime = host.gettime
 cosock._start_timer = start_timer
 cosock._cancel_timer = cancel_timer
 

@@ -1,12 +1,275 @@
--- `cosock.socket` (and `require "socket"`): waiting and the hub's clock.
+-- `cosock.socket` (and `require "socket"`): luasocket's API for cosock tasks,
+-- on the hub's network. A call that must wait (connect, receive) waits in the
+-- task, so other tasks and other devices go on; timeouts run on the hub's clock.
+-- The hub answers connect/send/close at once; what comes back (bytes, a
+-- datagram, the peer closing) arrives as a `net` dispatch (socket._deliver).
+local _, host = ...
+
 local cosock -- loaded on first use (the two modules need each other)
 
-local socket = {}
+local socket = {_VERSION = "LuaSocket 3.0 (hubrt)"}
 
 local function yield(...)
   cosock = cosock or require "cosock"
   return cosock._yield(...)
 end
+
+local sockets = {} -- id -> socket (until closed)
+local next_id = 0
+
+-- One network call to the hub: its answer table ({error = text} when it failed).
+local function net(call, sock, address, port, data)
+  local answer = host.net(call, sock.id, address, port, data)
+  if answer.permission then host.raise(answer.error) end
+  return answer
+end
+
+local function check_timeout(seconds)
+  if seconds ~= nil and type(seconds) ~= "number" then
+    host.raise("settimeout: a number of seconds, or nil to wait for ever")
+  end
+  if seconds ~= nil and seconds < 0 then return nil end -- luasocket: negative means no limit
+  return seconds
+end
+
+local function check_address(address, port, what)
+  if type(address) ~= "string" or address == "" then
+    host.raise(what .. ": the address must be a host name or an IP address (a string), got " .. type(address))
+  end
+  port = tonumber(port)
+  if port == nil or port ~= math.floor(port) or port < 0 or port > 65535 then
+    host.raise(what .. ": the port must be a whole number from 0 to 65535")
+  end
+  return port
+end
+
+local function wake(sock, kind)
+  local waker = sock.wakers[kind]
+  if waker then waker() end
+end
+
+-- TCP -------------------------------------------------------------------------
+
+local Tcp = {}
+Tcp.__index = Tcp
+Tcp.__tostring = function(self) return "tcp{" .. self.state .. "}: " .. self.id end
+
+local function new_socket(kind, mt)
+  next_id = next_id + 1
+  local sock = setmetatable({id = next_id, kind = kind, state = "new", buf = "", queue = {}, wakers = {},
+                             timeout = nil}, mt)
+  sockets[sock.id] = sock
+  return sock
+end
+
+function socket.tcp()
+  return new_socket("tcp", Tcp)
+end
+socket.tcp4 = socket.tcp
+
+function Tcp:settimeout(seconds)
+  self.timeout = check_timeout(seconds)
+  return 1
+end
+
+function Tcp:setoption() return 1 end
+function Tcp:getfd() return self.id end
+function Tcp:dirty() return #self.buf > 0 end
+
+function Tcp:connect(address, port)
+  port = check_address(address, port, "connect")
+  if self.state ~= "new" then return nil, self.state == "closed" and "closed" or "already connected" end
+  local answer = net("connect", self, address, port)
+  if answer.error then return nil, answer.error end
+  if answer.pending then -- nothing answers: the timeout ends the wait, or it waits for ever
+    self.state = "connecting"
+    local _, _, err = yield(nil, {self}, self.timeout)
+    return nil, err or "timeout"
+  end
+  self.state, self.peer, self.me = "connected", answer.peer, answer["local"]
+  return 1
+end
+
+function Tcp:send(data, i, j)
+  if type(data) ~= "string" then host.raise("send: data must be a string, got " .. type(data)) end
+  if self.state ~= "connected" or self.error or self.peer_closed then return nil, self.error or "closed", 0 end
+  local chunk = string.sub(data, i or 1, j or -1)
+  local answer = net("send", self, nil, nil, chunk)
+  if answer.error then return nil, answer.error, 0 end
+  return (i or 1) - 1 + #chunk
+end
+
+-- What the buffer holds for `pattern` (a line, n bytes), or nil if not yet there.
+local function take(sock, pattern)
+  local buf = sock.buf
+  if pattern == "*l" or pattern == "l" then
+    local nl = string.find(buf, "\n", 1, true)
+    if nl == nil then return nil end
+    sock.buf = string.sub(buf, nl + 1)
+    return (string.gsub(string.sub(buf, 1, nl - 1), "\r", ""))
+  elseif type(pattern) == "number" then
+    if #buf < pattern then return nil end
+    sock.buf = string.sub(buf, pattern + 1)
+    return string.sub(buf, 1, pattern)
+  end
+  return nil -- "*a": all of it, once the peer closes
+end
+
+function Tcp:receive(pattern, prefix)
+  pattern = pattern or "*l"
+  if not (pattern == "*l" or pattern == "l" or pattern == "*a" or pattern == "a"
+          or (type(pattern) == "number" and pattern >= 0)) then
+    host.raise("receive: the pattern is '*l', '*a' or a number of bytes, got " .. tostring(pattern))
+  end
+  if self.state ~= "connected" then return nil, "closed", "" end
+  prefix = prefix or ""
+  while true do
+    local got = take(self, pattern)
+    if got ~= nil then return prefix .. got end
+    if self.peer_closed or self.error then
+      local rest = self.buf
+      self.buf = ""
+      if (pattern == "*a" or pattern == "a") and not self.error then return prefix .. rest end
+      return nil, self.error or "closed", prefix .. rest
+    end
+    self.need_more = true -- what is buffered is not enough: ready again when more comes
+    local _, _, err = yield({self}, nil, self.timeout)
+    if err then
+      local rest = self.buf
+      self.buf = ""
+      return nil, err, prefix .. rest
+    end
+  end
+end
+
+function Tcp:close()
+  if self.state ~= "closed" then
+    if self.state == "connected" or self.state == "connecting" then net("close", self) end
+    self.state = "closed"
+    sockets[self.id] = nil
+    wake(self, "recvr")
+  end
+  return 1
+end
+
+function Tcp:shutdown() return 1 end
+
+function Tcp:getpeername()
+  if not self.peer then return nil, "not connected" end
+  return self.peer[1], self.peer[2]
+end
+
+function Tcp:getsockname()
+  if not self.me then return "0.0.0.0", 0 end
+  return self.me[1], self.me[2]
+end
+
+local function unsupported(name)
+  return function()
+    return nil, name .. " is not supported on hubrt's simulated LAN yet (a driver can connect out, not listen)"
+  end
+end
+Tcp.bind, Tcp.listen, Tcp.accept = unsupported("bind"), unsupported("listen"), unsupported("accept")
+
+function Tcp:setwaker(kind, waker)
+  self.wakers[kind] = waker
+  if not waker then return end
+  if kind == "recvr" and ((#self.buf > 0 and not self.need_more) or self.peer_closed or self.error
+                          or self.state == "closed") then
+    waker()
+  elseif kind == "sendr" and self.state ~= "connecting" then
+    waker()
+  end
+end
+
+-- UDP ---------------------------------------------------------------------------
+
+local Udp = {}
+Udp.__index = Udp
+Udp.__tostring = function(self) return "udp{" .. self.state .. "}: " .. self.id end
+
+function socket.udp()
+  return new_socket("udp", Udp)
+end
+socket.udp4 = socket.udp
+
+Udp.settimeout = Tcp.settimeout
+Udp.setoption = Tcp.setoption
+Udp.getfd = Tcp.getfd
+
+function Udp:setsockname(address, port)
+  port = check_address(address, port, "setsockname")
+  local answer = net("bind", self, address, port)
+  if answer.error then return nil, answer.error end
+  self.me, self.state = answer["local"], "bound"
+  return 1
+end
+
+function Udp:setpeername(address, port)
+  port = check_address(address, port, "setpeername")
+  self.peer = {address, port}
+  return 1
+end
+
+function Udp:sendto(data, address, port)
+  if type(data) ~= "string" then host.raise("sendto: data must be a string, got " .. type(data)) end
+  port = check_address(address, port, "sendto")
+  if self.state == "closed" then return nil, "closed" end
+  local answer = net("sendto", self, address, port, data)
+  if answer.error then return nil, answer.error end
+  return #data
+end
+
+function Udp:send(data)
+  if not self.peer then return nil, "not connected" end
+  return self:sendto(data, self.peer[1], self.peer[2])
+end
+
+function Udp:receivefrom(size)
+  while true do
+    local datagram = table.remove(self.queue, 1)
+    if datagram then
+      local data = size and string.sub(datagram.data, 1, size) or datagram.data
+      return data, datagram.from[1], datagram.from[2]
+    end
+    if self.state == "closed" then return nil, "closed" end
+    local _, _, err = yield({self}, nil, self.timeout)
+    if err then return nil, err end
+  end
+end
+
+function Udp:receive(size)
+  return (self:receivefrom(size))
+end
+
+function Udp:close()
+  if self.state ~= "closed" then
+    net("close", self)
+    self.state = "closed"
+    sockets[self.id] = nil
+    wake(self, "recvr")
+  end
+  return 1
+end
+
+Udp.getsockname = Tcp.getsockname
+Udp.getpeername = Tcp.getpeername
+
+function Udp:setwaker(kind, waker)
+  self.wakers[kind] = waker
+  if waker and (kind == "sendr" or #self.queue > 0 or self.state == "closed") then waker() end
+end
+
+-- DNS, the clock, waiting -----------------------------------------------------------
+
+socket.dns = {}
+function socket.dns.toip(name)
+  if type(name) ~= "string" then host.raise("dns.toip: a host name (a string)") end
+  local answer = net("resolve", {id = 0}, name)
+  if answer.error then return nil, answer.error end
+  return answer.ip
+end
+function socket.dns.gethostname() return "hubrt-hub" end
 
 -- Ready receivers and senders among those given, or nil, nil, "timeout".
 function socket.select(receivers, senders, timeout)
@@ -15,23 +278,34 @@ end
 
 function socket.sleep(seconds)
   if type(seconds) ~= "number" or not (seconds >= 0) then
-    error("sleep: a number of seconds >= 0, got " .. tostring(seconds), 2)
+    host.raise("sleep: a number of seconds >= 0, got " .. tostring(seconds))
   end
   yield(nil, nil, seconds)
 end
 
 -- Seconds since the epoch, fractional, on the hub's clock.
 function socket.gettime()
-  cosock = cosock or require "cosock"
-  return cosock._gettime()
+  return host.gettime()
 end
 
-local function not_yet(name)
-  return function()
-    error("cosock.socket." .. name .. ": hubrt has no sockets yet (planned: a simulated LAN and "
-          .. "--network real)", 2)
+-- What the hub delivers (a `net` dispatch): bytes, datagrams, a closed or reset connection.
+function socket._deliver(events)
+  for _, event in ipairs(events) do
+    local sock = sockets[event.sock]
+    if sock then
+      if event.data then
+        if sock.kind == "udp" then
+          sock.queue[#sock.queue + 1] = {data = event.data, from = event.from}
+        else
+          sock.buf = sock.buf .. event.data
+          sock.need_more = false
+        end
+      end
+      if event.closed then sock.peer_closed = true end
+      if event.error then sock.error = event.error end
+      wake(sock, "recvr")
+    end
   end
 end
-socket.tcp, socket.udp = not_yet("tcp"), not_yet("udp")
 
 return socket

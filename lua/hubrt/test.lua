@@ -38,13 +38,21 @@ local SIGNATURES = {
   field = {"device:string", "name:string"},
   state = {"device:string", "capability:string", "attribute:string", "component:string?"},
   fatal_errors = {"on:boolean?"},
+  -- the simulated LAN: hosts (with HTTP routes, an SSDP answer), faults, what drivers sent
+  lan_host = {"options:table"},
+  lan_fault = {"ip:string", "fault:string?"},
+  lan_move = {"ip:string", "new_ip:string"},
+  lan_remove = {"ip:string"},
+  lan_requests = {"ip:string?"},
+  lan_sent = {"ip:string?"},
 }
 
 -- {name, type, may be nil} for each parameter of a signature
 local function parse(signature)
   local params = {}
   for i, param in ipairs(signature) do
-    local name, expected, optional = param:match("^(%w+):(%a+)(%??)$")
+    local name, expected, optional = param:match("^([%w_]+):(%a+)(%??)$")
+    assert(name, "hubrt.test: a bad signature " .. param)
     params[i] = {name, expected, optional == "?"}
   end
   return params

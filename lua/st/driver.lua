@@ -154,6 +154,10 @@ function Driver:_on_capability_command(device_id, capability, component, name, a
   end)
 end
 
+function Driver:_on_net(events)
+  require("cosock.socket")._deliver(events)
+end
+
 function Driver:_on_timer(timer_id)
   host.fire_timer(timer_id)
 end

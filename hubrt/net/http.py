@@ -1,0 +1,78 @@
+"""An HTTP/1.1 server as a peer on the simulated LAN (the parsing is h11's).
+
+Routes map "METHOD /path" (or "/path" for any method) to a response: a dict
+{"status": 200, "headers": {...}, "body": "..."} given in a scenario file,
+or a function of the request (a Lua function in a test) returning one. A
+request the server cannot parse gets 400 and the connection closed, as a
+real server would answer it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import h11
+
+Route = dict | Callable[[dict], dict]
+
+
+class HttpPeer:
+    def __init__(self, routes: dict[str, Route]) -> None:
+        self.routes = routes
+        self.requests: list[dict] = []  # what drivers asked, oldest first
+
+    def connected(self, conn: Any) -> None:
+        conn.state = {"h11": h11.Connection(h11.SERVER), "request": None, "body": b""}
+
+    def closed(self, conn: Any) -> None:
+        conn.state = None
+
+    def received(self, conn: Any, data: bytes) -> None:
+        state = conn.state
+        parser: h11.Connection = state["h11"]
+        try:
+            parser.receive_data(data)
+            while True:
+                event = parser.next_event()
+                if event is h11.NEED_DATA or event is h11.PAUSED:
+                    return
+                if isinstance(event, h11.Request):
+                    state["request"], state["body"] = event, b""
+                elif isinstance(event, h11.Data):
+                    state["body"] += bytes(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    self._answer(conn, parser, state["request"], state["body"])
+                    if conn.closed or parser.our_state is h11.MUST_CLOSE:
+                        conn.close()
+                        return
+                    parser.start_next_cycle()
+                elif isinstance(event, h11.ConnectionClosed):
+                    return
+        except h11.ProtocolError as e:
+            conn.send(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            conn.close()
+            self.requests.append({"error": f"not an HTTP request: {e}"})
+
+    def _answer(self, conn: Any, parser: h11.Connection, request: h11.Request, body: bytes) -> None:
+        target = request.target.decode("latin-1")
+        method = request.method.decode("latin-1")
+        seen = {"method": method, "path": target,
+                "headers": {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers},
+                "body": body.decode("latin-1")}
+        self.requests.append(seen)
+        path = urlsplit(target).path
+        route = next((self.routes[k] for k in (f"{method} {target}", f"{method} {path}", target, path)
+                      if k in self.routes), None)
+        response = {"status": 404, "body": "not found"} if route is None else (
+            route(seen) if callable(route) else route)
+        status = int(response.get("status", 200))
+        payload = response.get("body", "")
+        payload = payload.encode() if isinstance(payload, str) else bytes(payload)
+        headers = [(str(k), str(v)) for k, v in (response.get("headers") or {}).items()]
+        if not any(k.lower() == "content-length" for k, _ in headers):
+            headers.append(("Content-Length", str(len(payload))))
+        out = parser.send(h11.Response(status_code=status, headers=headers))
+        out += parser.send(h11.Data(data=payload)) if payload else b""
+        out += parser.send(h11.EndOfMessage())
+        conn.send(out)

@@ -1,0 +1,234 @@
+"""The simulated LAN: hosts with addresses, the peers on them, faults on demand.
+
+It belongs to the hub, so every driver sees the same LAN and scenario steps and
+tests change it. Nothing leaves the process, and it runs on the hub's clock: a
+peer answers at once (in hub time), a host that drops packets never answers
+(the driver's own socket timeout ends the wait, on the hub's clock).
+
+A driver's socket calls arrive as `call(driver, message)` and are answered at
+once; what peers send back is handed to `deliver(driver, event)`, which the
+hub turns into a `net` dispatch after the current one.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from hubrt.inputs import InputError
+from hubrt.net.http import HttpPeer
+
+HUB_IP = "192.168.1.2"
+SSDP_GROUP = ("239.255.255.250", 1900)
+# refuse: connections refused; timeout: nothing answers (packets dropped); reset: a connection is reset
+# when a request arrives; partial: half of each answer arrives, then nothing
+FAULTS = ("refuse", "timeout", "reset", "partial")
+
+Deliver = Callable[[str, dict], None]  # (driver, an event for one of its sockets)
+
+
+class NetError(InputError):
+    """A network call that fails as the real one would (the message is what the driver gets), or a
+    test or scenario asking for a host that is not there."""
+
+
+class Connection:
+    """One TCP connection from a driver's socket to a peer; the peer's end of it."""
+
+    def __init__(self, lan: SimulatedLan, driver: str, sock: int, host: Host, port: int) -> None:
+        self.lan, self.driver, self.sock, self.host, self.port = lan, driver, sock, host, port
+        self.closed = False
+        self.state: Any = None  # the peer's own per-connection state
+
+    def send(self, data: bytes) -> None:
+        """Bytes from the peer to the driver."""
+        if self.closed or self.host.fault == "timeout":
+            return
+        if self.host.fault == "partial":
+            data = data[:max(1, len(data) // 2)]
+            self.closed = True  # and nothing more arrives
+        self.lan.deliver(self.driver, {"sock": self.sock, "data": data.decode("latin-1")})
+
+    def close(self) -> None:
+        """The peer closes its end: the driver reads what was sent, then "closed"."""
+        if not self.closed:
+            self.closed = True
+            self.lan.deliver(self.driver, {"sock": self.sock, "closed": True})
+
+    def reset(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.lan.deliver(self.driver, {"sock": self.sock, "error": "connection reset by peer"})
+
+
+@dataclass
+class Host:
+    ip: str
+    name: str | None = None
+    tcp: dict[int, Any] = field(default_factory=dict)  # port -> peer (connected / received / closed)
+    ssdp: dict[str, str] | None = None  # the headers of its answer to an M-SEARCH
+    fault: str | None = None
+
+
+@dataclass
+class Sent:
+    """What a driver sent, as a test or a scenario sees it."""
+
+    driver: str
+    host: str
+    port: int
+    data: bytes
+
+
+class SimulatedLan:
+    def __init__(self, deliver: Deliver) -> None:
+        self.deliver = deliver
+        self.hosts: dict[str, Host] = {}
+        self.sent: list[Sent] = []
+        self._connections: dict[tuple[str, int], Connection] = {}
+        self._udp_ports: dict[tuple[str, int], int] = {}  # (driver, socket) -> its local port
+        self._ports = itertools.count(49152)
+
+    # -- what tests and scenarios do -----------------------------------------
+
+    def add_host(self, ip: str, name: str | None = None, http: dict | None = None,
+                 ssdp: dict[str, str] | None = None) -> Host:
+        """A host (replacing one at that address); `http`: {"port": 80, "routes": {...}} (see HttpPeer)."""
+        host = Host(ip, name)
+        if http is not None:
+            host.tcp[int(http.get("port", 80))] = HttpPeer(http.get("routes") or {})
+        host.ssdp = ssdp
+        self.hosts[ip] = host
+        return host
+
+    def remove_host(self, ip: str) -> None:
+        host = self._host(ip)
+        del self.hosts[ip]
+        for conn in [c for c in self._connections.values() if c.host is host]:
+            conn.reset()
+
+    def move_host(self, ip: str, new_ip: str) -> None:
+        """The host gets a new address (as after a DHCP lease): connections to the old one break."""
+        host = self._host(ip)
+        self.remove_host(ip)
+        host.ip = new_ip
+        self.hosts[new_ip] = host
+
+    def set_fault(self, ip: str, fault: str | None) -> None:
+        if fault is not None and fault not in FAULTS:
+            raise NetError(f"unknown fault {fault!r}; faults: {', '.join(FAULTS)}")
+        self._host(ip).fault = fault
+
+    def requests(self, ip: str | None = None) -> list[dict]:
+        """The HTTP requests the peers received, oldest first."""
+        return [r for h in self.hosts.values() if ip is None or h.ip == ip
+                for peer in h.tcp.values() if isinstance(peer, HttpPeer) for r in peer.requests]
+
+    def forget(self, driver: str) -> None:
+        """A driver's sockets are gone (it crashed or stopped): its connections close."""
+        for key in [k for k in self._connections if k[0] == driver]:
+            conn = self._connections.pop(key)
+            conn.closed = True
+            peer = conn.host.tcp.get(conn.port)
+            if peer is not None:
+                peer.closed(conn)
+        for key in [k for k in self._udp_ports if k[0] == driver]:
+            del self._udp_ports[key]
+
+    def _host(self, ip: str) -> Host:
+        host = self.hosts.get(ip)
+        if host is None:
+            raise NetError(f"no host {ip} on the simulated LAN")
+        return host
+
+    def _resolve(self, name: str) -> Host | None:
+        return self.hosts.get(name) or next((h for h in self.hosts.values() if h.name == name), None)
+
+    # -- what drivers do ---------------------------------------------------------
+
+    def call(self, driver: str, m: dict) -> dict:
+        """A driver's socket call; its answer ({"error": text} when it fails)."""
+        handler = _CALLS.get(m.get("call"))
+        if handler is None:
+            return {"error": f"unknown network call {m.get('call')!r}"}
+        try:
+            return handler(self, driver, m)
+        except NetError as e:
+            return {"error": str(e)}
+
+    def _connect(self, driver: str, m: dict) -> dict:
+        host, port = self._resolve(m["host"]), int(m["port"])
+        if host is None or host.fault == "timeout":
+            return {"pending": True}  # nothing answers: the driver's timeout ends the wait
+        peer = host.tcp.get(port)
+        if peer is None or host.fault == "refuse":
+            raise NetError("connection refused")
+        conn = Connection(self, driver, m["sock"], host, port)
+        self._connections[(driver, m["sock"])] = conn
+        peer.connected(conn)
+        return {"ok": True, "peer": [host.ip, port], "local": [HUB_IP, next(self._ports)]}
+
+    def _send(self, driver: str, m: dict) -> dict:
+        conn = self._connections.get((driver, m["sock"]))
+        if conn is None or conn.closed:
+            raise NetError("closed")
+        data = m["data"].encode("latin-1")
+        self.sent.append(Sent(driver, conn.host.ip, conn.port, data))
+        if conn.host.fault == "timeout":
+            return {"ok": True}
+        if conn.host.fault == "reset":
+            conn.reset()
+            return {"ok": True}
+        conn.host.tcp[conn.port].received(conn, data)
+        return {"ok": True}
+
+    def _close(self, driver: str, m: dict) -> dict:
+        conn = self._connections.pop((driver, m["sock"]), None)
+        if conn is not None and not conn.closed:
+            conn.closed = True
+            conn.host.tcp[conn.port].closed(conn)
+        self._udp_ports.pop((driver, m["sock"]), None)
+        return {"ok": True}
+
+    def _bind(self, driver: str, m: dict) -> dict:
+        port = int(m.get("port") or 0) or next(self._ports)
+        self._udp_ports[(driver, m["sock"])] = port
+        return {"ok": True, "local": [HUB_IP, port]}
+
+    def _sendto(self, driver: str, m: dict) -> dict:
+        key = (driver, m["sock"])
+        if key not in self._udp_ports:
+            self._bind(driver, m)
+        data, target = m["data"].encode("latin-1"), (m["host"], int(m["port"]))
+        self.sent.append(Sent(driver, target[0], target[1], data))
+        if target == SSDP_GROUP and data.startswith(b"M-SEARCH"):
+            for host in list(self.hosts.values()):
+                if host.ssdp is not None and host.fault is None and _ssdp_matches(data, host.ssdp):
+                    reply = "HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in host.ssdp.items()) + "\r\n"
+                    self.deliver(driver, {"sock": m["sock"], "data": reply, "from": [host.ip, SSDP_GROUP[1]]})
+        return {"ok": True}
+
+    def _resolve_call(self, driver: str, m: dict) -> dict:
+        host = self._resolve(m["host"])
+        if host is None:
+            raise NetError("host not found")
+        return {"ip": host.ip}
+
+
+def _ssdp_matches(search: bytes, headers: dict[str, str]) -> bool:
+    """An M-SEARCH for ssdp:all, or for the host's own search target."""
+    wanted = next((line.split(b":", 1)[1].strip() for line in search.split(b"\r\n")
+                   if line.lower().startswith(b"st:")), b"ssdp:all")
+    own = next((v for k, v in headers.items() if k.lower() == "st"), None)
+    return wanted == b"ssdp:all" or (own is not None and wanted == own.encode())
+
+
+_CALLS: dict[str, Callable[[SimulatedLan, str, dict], dict]] = {
+    "connect": SimulatedLan._connect,
+    "send": SimulatedLan._send,
+    "close": SimulatedLan._close,
+    "bind": SimulatedLan._bind,
+    "sendto": SimulatedLan._sendto,
+    "resolve": SimulatedLan._resolve_call,
+}
