@@ -10,7 +10,13 @@ into errors at the driver's line.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+from xml.parsers import expat
 
 import orjson
 
@@ -71,6 +77,10 @@ class Bridge:
             "unknown_member": self.unknown_member,
             "json_encode": self.json_encode,
             "json_decode": self.json_decode,
+            "base64": self.base64,
+            "digest": self.digest,
+            "url_split": self.url_split,
+            "xml_parse": self.xml_parse,
         }
 
     def api(self) -> Any:
@@ -122,6 +132,99 @@ class Bridge:
             return None, f"st.json.decode: invalid JSON: {e}".encode()
         except MemoryError:
             return None, NO_MEMORY
+
+
+    # -- the hard parts of the libraries the hub ships (st.base64, sha1, net.url) --------
+
+    @staticmethod
+    def base64(encode: bool, data: bytes) -> Any:
+        if encode:
+            return base64.b64encode(data)
+        try:
+            return base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as e:
+            return None, f"invalid base64: {e}".encode()
+
+    @staticmethod
+    def digest(name: bytes, data: bytes, key: Any = None) -> bytes:
+        """The raw digest of `data` (an HMAC when a key is given)."""
+        algorithm = as_text(name)
+        if key is not None:
+            return hmac.new(key, data, algorithm).digest()
+        return hashlib.new(algorithm, data).digest()
+
+    def url_split(self, text: bytes) -> Any:
+        """scheme, user, password, host, port, path, query, fragment of a URL (nil for a part it lacks)."""
+        try:
+            parts = urlsplit(text.decode("latin-1"))
+            port = parts.port
+        except ValueError as e:
+            return None, f"invalid URL: {e}".encode()
+        fields = {"scheme": parts.scheme, "user": parts.username, "password": parts.password,
+                  "host": parts.hostname, "port": port, "path": parts.path, "query": parts.query,
+                  "fragment": parts.fragment}
+        return self.runtime.table_from({k.encode(): (v.encode("latin-1") if isinstance(v, str) else v)
+                                        for k, v in fields.items() if v not in (None, "")})
+
+
+    def xml_parse(self, text: bytes) -> Any:
+        """An XML document as xml2lua's tree handler shapes it ({root name = element}), or nil and why.
+        Entity declarations and external entities are refused: no entity expansion bombs."""
+        try:
+            return to_lua(self.runtime, _xml_tree(text))
+        except (expat.ExpatError, ValueError, RecursionError) as e:
+            return None, f"xml2lua: not well-formed XML: {e}".encode()
+
+
+def _xml_tree(text: bytes) -> dict:
+    parser = expat.ParserCreate()
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    top: dict = {"children": []}
+    stack = [top]
+
+    def start(name: str, attrs: dict) -> None:
+        stack.append({"name": name, "attrs": attrs, "children": [], "text": []})
+
+    def end(_: str) -> None:
+        node = stack.pop()
+        stack[-1]["children"].append(node)
+
+    def refuse(*_: Any) -> None:
+        raise ValueError("entity declarations are not allowed")
+
+    parser.StartElementHandler, parser.EndElementHandler = start, end
+    parser.CharacterDataHandler = lambda data: stack[-1]["text"].append(data)
+    parser.EntityDeclHandler = refuse
+    parser.ExternalEntityRefHandler = refuse
+    parser.Parse(text, True)
+    return _xml_children(top)
+
+
+def _xml_children(node: dict) -> dict:
+    """Child elements by name: one is its value, several a list of values, in document order."""
+    out: dict = {}
+    for child in node["children"]:
+        value, name = _xml_value(child), child["name"]
+        existing = out.get(name)
+        if name not in out:
+            out[name] = value
+        elif isinstance(existing, list):  # (a value is text or a mapping, never a list)
+            existing.append(value)
+        else:
+            out[name] = [existing, value]
+    return out
+
+
+def _xml_value(node: dict) -> Any:
+    text = "".join(node["text"]).strip()
+    if not node["children"] and not node["attrs"]:
+        return text if text else {}
+    value = _xml_children(node)
+    if node["attrs"]:
+        value["_attr"] = dict(node["attrs"])
+    if text:
+        value[1] = text
+    return value
 
 
 class DriverBridge(Bridge):

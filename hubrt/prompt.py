@@ -135,7 +135,7 @@ def parse_line(hub: Hub, line: str) -> Step | None:
 
 
 # parameters whose words are read as YAML (numbers, mappings); the rest are names
-_YAML_PARAMS = ("seconds", "preferences", "args", "http", "ssdp")
+_YAML_PARAMS = ("seconds", "preferences", "args", "http", "ssdp", "mdns")
 
 
 def _param(name: str, word: str, quoted: bool) -> Any:

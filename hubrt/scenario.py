@@ -73,8 +73,8 @@ VERBS: dict[str, Verb] = {
     "flush": Verb((), (), "write the hub's saved snapshots to disk now", "flush", "- flush"),
     "print": Verb(("what", "target"), ("what",), "show datastore [DRIVER], devices, events or state DEVICE",
                   "print state Lamp", "- print: state Lamp", "what"),
-    "lan_host": Verb(("ip", "name", "http", "ssdp"), ("ip",),
-                     "put a host on the simulated LAN (an HTTP server with canned routes, an SSDP answer)",
+    "lan_host": Verb(("ip", "name", "http", "ssdp", "mdns"), ("ip",),
+                     "put a host on the simulated LAN (an HTTP server with canned routes, SSDP and mDNS answers)",
                      "lan_host 192.168.1.50 http='{routes: {/state: {body: on}}}'",
                      "- lan_host: {ip: 192.168.1.50, http: {port: 80, routes: {GET /state: {status: 200, body: on}}}}"),
     "lan_fault": Verb(("ip", "fault"), ("ip",), f"make a host misbehave: {', '.join(FAULTS)} (none: heal it)",
@@ -177,6 +177,10 @@ def _lan_host_problem(args: dict) -> str | None:
                 return f"route {route!r}: status is a number and body is text"
     if ssdp is not None and not (isinstance(ssdp, dict) and all(isinstance(v, (str, int)) for v in ssdp.values())):
         return "ssdp is a mapping of the answer's headers, e.g. {ST: ..., LOCATION: http://...}"
+    mdns = args.get("mdns")
+    if mdns is not None and not (isinstance(mdns, list) and all(
+            isinstance(s, dict) and isinstance(s.get("service_type"), str) for s in mdns)):
+        return "mdns is a list of services, e.g. [{service_type: _hue._tcp, port: 443, txt: [bridgeid=1]}]"
     return None
 
 
@@ -281,8 +285,8 @@ class Runner:
 
     do_wait = do_advance
 
-    def do_lan_host(self, ip, name=None, http=None, ssdp=None):
-        self.hub.lan.add_host(ip, name=name, http=http,
+    def do_lan_host(self, ip, name=None, http=None, ssdp=None, mdns=None):
+        self.hub.lan.add_host(ip, name=name, http=http, mdns=mdns,
                               ssdp={str(k): str(v) for k, v in ssdp.items()} if ssdp else None)
 
     def do_lan_fault(self, ip, fault=None):

@@ -247,7 +247,8 @@ class TestBridge(Bridge):
         if isinstance(http, dict):  # a route may be a Lua function of the request
             http["routes"] = {key: (self._lua_route(route) if self.lua_type(route) == "function" else route)
                               for key, route in (http.get("routes") or {}).items()}
-        self.hub.lan.add_host(str(o.get("ip")), name=o.get("name"), http=http, ssdp=o.get("ssdp"))
+        self.hub.lan.add_host(str(o.get("ip")), name=o.get("name"), http=http, ssdp=o.get("ssdp"),
+                              mdns=o.get("mdns"))
 
     def _lua_route(self, fn: Any) -> Callable[[dict], dict]:
         def answer(request: dict) -> dict:

@@ -68,6 +68,7 @@ class Host:
     name: str | None = None
     tcp: dict[int, Any] = field(default_factory=dict)  # port -> peer (connected / received / closed)
     ssdp: dict[str, str] | None = None  # the headers of its answer to an M-SEARCH
+    mdns: list[dict] = field(default_factory=list)  # services: {service_type, domain, name, port, txt}
     fault: str | None = None
 
 
@@ -93,12 +94,14 @@ class SimulatedLan:
     # -- what tests and scenarios do -----------------------------------------
 
     def add_host(self, ip: str, name: str | None = None, http: dict | None = None,
-                 ssdp: dict[str, str] | None = None) -> Host:
-        """A host (replacing one at that address); `http`: {"port": 80, "routes": {...}} (see HttpPeer)."""
+                 ssdp: dict[str, str] | None = None, mdns: list[dict] | None = None) -> Host:
+        """A host (replacing one at that address); `http`: {"port": 80, "routes": {...}} (see HttpPeer);
+        `mdns`: the services it advertises."""
         host = Host(ip, name)
         if http is not None:
             host.tcp[int(http.get("port", 80))] = HttpPeer(http.get("routes") or {})
         host.ssdp = ssdp
+        host.mdns = list(mdns or [])
         self.hosts[ip] = host
         return host
 
@@ -209,6 +212,17 @@ class SimulatedLan:
                     self.deliver(driver, {"sock": m["sock"], "data": reply, "from": [host.ip, SSDP_GROUP[1]]})
         return {"ok": True}
 
+    def _mdns(self, driver: str, m: dict) -> dict:
+        """st.mdns.discover (the service type comes as `host`, the domain as `data`)."""
+        wanted, domain = m.get("host"), m.get("data") or "local"
+        found = [{"service_info": {"name": s.get("name", host.name or host.ip), "service_type": wanted,
+                                   "domain": domain},
+                  "host_info": {"address": host.ip, "port": int(s.get("port", 0)), "name": host.name or host.ip},
+                  "txt": {"text": [str(t) for t in s.get("txt", [])]}}
+                 for host in self.hosts.values() if host.fault is None
+                 for s in host.mdns if s.get("service_type") == wanted and s.get("domain", "local") == domain]
+        return {"found": found}
+
     def _resolve_call(self, driver: str, m: dict) -> dict:
         host = self._resolve(m["host"])
         if host is None:
@@ -231,4 +245,5 @@ _CALLS: dict[str, Callable[[SimulatedLan, str, dict], dict]] = {
     "bind": SimulatedLan._bind,
     "sendto": SimulatedLan._sendto,
     "resolve": SimulatedLan._resolve_call,
+    "mdns": SimulatedLan._mdns,
 }
