@@ -119,15 +119,16 @@ class ModuleFinder:
 
     driver_src: Path | None = None
 
-    def find(self, name: str) -> tuple[bytes | None, str, bool]:
-        """(source, chunk name, is a runtime module) or (None, message, False)."""
+    def find(self, name: str, runtime_only: bool = False) -> tuple[bytes | None, str, bool]:
+        """(source, chunk name, is a runtime module) or (None, message, False). `runtime_only`: hubrt's
+        own module even where the driver has one of that name (the hub's native libraries)."""
         parts = name.split(".")
         if not name or not name.isprintable() or any(p in ("", "..") or "/" in p or "\\" in p for p in parts):
             return None, f"module {name!r} not found: not a valid module name", False
         if parts[0] == "host":
             return None, f"module '{name}' not found: host modules are not available to drivers", False
         roots = [LUA_DIR]
-        if self.driver_src is not None:
+        if self.driver_src is not None and not runtime_only:
             roots.insert(0, self.driver_src)
             for path, shown in _candidates(str(self.driver_src), parts):
                 try:
@@ -282,9 +283,9 @@ class LuaState:
 
     # -- callbacks from Lua ----------------------------------------------
 
-    def _find_module(self, name: bytes):
+    def _find_module(self, name: bytes, runtime_only: bool = False):
         """(compiled module, None, "runtime" or "driver") or (None, why not, "missing" or "syntax")."""
-        src, where, is_runtime = self._finder.find(name.decode("utf-8", "replace"))
+        src, where, is_runtime = self._finder.find(name.decode("utf-8", "replace"), bool(runtime_only))
         if src is None:
             return None, where.encode(), b"missing"
         chunk, err = self.compile(src, where.encode())

@@ -234,7 +234,9 @@ class Worker:
         host = self.host
         if host.lua_driver is not None:
             outcome = host.call("driver_lifecycle shutdown", "_on_driver_lifecycle", b"shutdown")
-            if not outcome.ok:
+            if outcome.kind == "exit":  # os.exit in its shutdown handler: how a driver ends itself on a hub
+                host.running = False
+            elif not outcome.ok:
                 reports.append(["driver_lifecycle shutdown", outcome.as_message()])
             outcome = host.finish()
             if not outcome.ok:

@@ -83,3 +83,21 @@ def test_os_exit_in_a_task_is_a_driver_crash(new_hub, tmp_path):
     texts = [r.text for r in hub.logs]
     assert any("driver crash" in t and "os.exit(3)" in t for t in texts), texts
     assert any("restarting the driver after a crash" in t for t in texts), texts
+
+
+def test_os_exit_in_the_shutdown_handler_is_a_normal_end(new_hub, tmp_path):
+    """Drivers end themselves with os.exit in their shutdown handler on a hub: no error, and what
+    they wrote before it is saved."""
+    hub = new_hub()
+    hub.install(make_driver(tmp_path / "bye", """
+        local Driver = require "st.driver"
+        Driver("bye", {driver_lifecycle = function(driver, event)
+          if event == "shutdown" then
+            driver.datastore.said = "bye"
+            os.exit(0)
+          end
+        end}):run()
+    """, key="bye"))
+    hub.restart("graceful")
+    assert [r.text for r in hub.logs if r.level == "error"] == []
+    assert hub.store.load("bye")["said"] == "bye"

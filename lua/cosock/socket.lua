@@ -288,6 +288,15 @@ function socket.gettime()
   return host.gettime()
 end
 
+-- The hub's message channels (socket.capability() and the rest). hubrt hands hub messages to the
+-- driver's threads itself, so these receivers exist (a driver may look at them) but never receive.
+for _, name in ipairs{"capability", "device_lifecycle", "driver_lifecycle", "environment_update", "discovery"} do
+  socket[name] = function()
+    local _, receiver = require("cosock.channel").new()
+    return receiver
+  end
+end
+
 -- What the hub delivers (a `net` dispatch): bytes, datagrams, a closed or reset connection.
 function socket._deliver(events)
   for _, event in ipairs(events) do

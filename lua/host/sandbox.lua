@@ -261,6 +261,27 @@ function env.require(name)
   return m
 end
 
+-- _envlibrequire(name): the hub's native libraries, as drivers reach them past a module of their
+-- own of the same name (a driver's log.lua wrapping the hub's log).
+local NATIVE = {log = "log", datastore = "datastore", json = "st.json", socket = "cosock.socket",
+                timer = "cosock.timer"}
+local native_loaded = {}
+function env._envlibrequire(name)
+  local module = NATIVE[name]
+  if module == nil then raise("_envlibrequire: hubrt has no native library " .. tostring(name)) end
+  if preload[module] then return env.require(module) end
+  local _, _, what = host.find_module(module)
+  if what == "runtime" then return env.require(module) end -- the driver has none of its own: the same table
+  local m = native_loaded[module]
+  if m == nil then
+    local f, err = host.find_module(module, true)
+    if not f then error(err, 0) end
+    m = f(module, runtime_api)
+    native_loaded[module] = m
+  end
+  return m
+end
+
 env._G = env
 
 -- Privileged helpers for the host ------------------------------------------

@@ -178,4 +178,7 @@ function Driver:_on_discovery()
   end)
 end
 
-return setmetatable({init = new_driver}, {__call = function(_, name, template) return new_driver(name, template) end})
+-- The module is the Driver class, as on the hub (drivers call Driver.run(self) from their own run),
+-- and calling it makes a driver.
+Driver.init = new_driver
+return setmetatable(Driver, {__call = function(_, name, template) return new_driver(name, template) end})
