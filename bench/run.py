@@ -9,6 +9,7 @@ machines are noisy. Targets (issue 2):
     in under 1 ms.
 Target (issue 4): hubrt's cost per Lua test at or below the hub tooling's
 (one `lua5.3` process per test file, bench/process_per_file.lua), measured side by side.
+Target (issue 11): at least 5,000 HTTP round trips/s through luncheon on the simulated LAN.
 Targets (issue 3):
   - cold start of `hubrt run` to the first delivered event under 300 ms;
   - at least 20,000 capability commands/s end to end through the flagship
@@ -192,6 +193,60 @@ def commands_per_second(engine: str, tmp: str) -> None:
         hub.shutdown()
 
 
+HTTP_CLIENT = """
+local Driver = require "st.driver"
+local socket = require "cosock.socket"
+local luncheon = require "luncheon"
+Driver("http-bench", {capability_handlers = {switch = {on = function(driver, device, command)
+  local done = 0
+  for _ = 1, driver.datastore.n or 1 do
+    local sock = socket.tcp()
+    sock:settimeout(5)
+    assert(sock:connect("192.168.1.50", 80))
+    assert(luncheon.Request.new("GET", "/state", sock):add_header("Host", "192.168.1.50"):send())
+    local response = assert(luncheon.Response.tcp_source(sock))
+    if response:get_body() == "on" then done = done + 1 end
+    sock:close()
+  end
+  driver.datastore.done = done
+end}}}):run()
+"""
+
+
+def http_round_trips(tmp: str) -> None:
+    """HTTP request/response round trips through luncheon, from a driver's handler to an HTTP peer
+    on the simulated LAN and back (connect, send, read the response, close), LuaJIT; the driver in a
+    worker process (`hubrt run`) and inline (Lua tests), in interleaved rounds."""
+    pkg = Path(tmp) / "http-bench"
+    (pkg / "src").mkdir(parents=True)
+    (pkg / "profiles").mkdir()
+    (pkg / "config.yml").write_text("name: http-bench\npackageKey: http-bench\npermissions:\n  lan: {}\n")
+    (pkg / "profiles" / "p.yml").write_text("name: p\ncomponents:\n  - id: main\n    capabilities:\n"
+                                           "      - id: switch\n")
+    (pkg / "src" / "init.lua").write_text(HTTP_CLIENT)
+    n = 500
+    hubs = {}
+    for isolation in ("process", "inline"):
+        hub = Hub(Path(tmp) / f"http-{isolation}", on_log=lambda r: None, isolation=isolation, handler_timeout=0)
+        hub.install(pkg)
+        hub.lan.add_host("192.168.1.50", http={"port": 80, "routes": {"GET /state": {"body": "on"}}})
+        hub.add_device("http-bench", "p", label="Client")
+        hub.store.save("http-bench", {"n": str(n)})
+        hub.restart("driver_crash")  # the driver reads n from its saved data
+        hubs[isolation] = hub
+    rates: dict[str, list[float]] = {"process": [], "inline": []}
+    for _ in range(ROUNDS):
+        for isolation, hub in hubs.items():
+            took = timed(hub.command, "Client", "switch", "on")
+            assert hub.store.load("http-bench")["done"] == n, "every request was answered"
+            rates[isolation].append(n / took)
+    rate = median(rates["process"])
+    print(f"  HTTP round trips/s through luncheon on the simulated LAN, driver in its worker process: {rate:7.0f}  "
+          f"(target >= 5,000/s: {'met' if rate >= 5000 else 'NOT met'})   inline: {median(rates['inline']):7.0f}")
+    for hub in hubs.values():
+        hub.shutdown()
+
+
 TRIVIAL_TEST = 'test("t{i}", function() local x = 1 + 1; assert(x == 2) end)\n'
 PROCESS_PER_FILE = Path(__file__).resolve().parent / "process_per_file.lua"
 
@@ -300,6 +355,8 @@ def main() -> None:
             large_saves(engine, tmp)
             cold_start(engine, tmp)
             commands_per_second(engine, tmp)
+        print("[the simulated LAN, luajit]")
+        http_round_trips(tmp)
         print("[Lua test suites]")
         lua_test_isolation(tmp)
         lua_test_overhead(tmp)

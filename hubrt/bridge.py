@@ -56,6 +56,13 @@ def to_lua(runtime: Any, obj: Any) -> Any:
     return obj
 
 
+def net_events(runtime: Any, events: list[dict]) -> Any:
+    """What the network delivers to a driver's sockets, as Lua tables: socket bytes travel as latin-1
+    text in JSON, and become the same bytes again here."""
+    return runtime.table_from([runtime.table_from({k.encode(): (v.encode("latin-1") if k == "data" else to_lua(runtime, v))
+                                                   for k, v in event.items()}) for event in events])
+
+
 class Bridge:
     """What every Lua state running hubrt's modules gets: logging, capabilities, JSON."""
 
@@ -270,6 +277,8 @@ class DriverBridge(Bridge):
             if data is not None:
                 message["data"] = data.decode("latin-1")
             answer = self.link.net(message)
+            if "events" in answer:
+                answer["events"] = net_events(self.runtime, answer["events"])
         return to_lua(self.runtime, answer)
 
     def task_failed(self, what: bytes, kind: bytes, message: bytes, traceback: bytes) -> None:

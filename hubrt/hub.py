@@ -308,8 +308,14 @@ class Hub:
             self.update_metadata_from_driver(driver, m["device"], m["meta"])
         elif op == "inject":
             self.inject_from_driver(driver, m["device"], m["capability"], m["command"], m["args"])
-        elif op == "net":
-            return self.lan.call(driver, m)
+        elif op == "net":  # what the peer sent back at once travels with the answer
+            answer = self.lan.call(driver, m)
+            events = self._net_pending.pop(driver, None)
+            if events:
+                answer["events"] = events
+            return answer
+        elif op == "net_close":
+            self.lan.call(driver, {**m, "call": "close"})
         elif op in ("flush", "load"):
             try:
                 if op == "flush":

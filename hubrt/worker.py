@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import orjson
 
-from hubrt.bridge import to_lua
+from hubrt.bridge import net_events, to_lua
 from hubrt.channel import Channel, ChannelClosed
 from hubrt.driver import DriverHost, DriverOptions, DriverRuntime, Outcome
 from hubrt.engine import LuaFailure
@@ -132,7 +132,11 @@ class HubLink:
             raise StoreError(answer["error"])
 
     def net(self, call: dict) -> dict:
-        """A socket call (connect, send, close...), answered by the hub's network at once."""
+        """A socket call (connect, send...), answered by the hub's network at once (with what the peer
+        sent back meanwhile); a close needs no answer."""
+        if call["call"] == "close":
+            self._notify({"op": "net_close", **call})
+            return {"ok": True}
         return self._request({"op": "net", **call})
 
     def load(self, driver: str) -> dict[str, Any]:
@@ -194,10 +198,8 @@ class Worker:
             return ("_on_timer", m["id"])
         if op == "discovery":
             return ("_on_discovery",)
-        if op == "net":  # socket bytes are latin-1 text in JSON: back to the same bytes
-            return ("_on_net", runtime.table_from([
-                runtime.table_from({k.encode(): (v.encode("latin-1") if k == "data" else to_lua(runtime, v))
-                                    for k, v in event.items()}) for event in m["events"]]))
+        if op == "net":
+            return ("_on_net", net_events(runtime, m["events"]))
         raise ValueError(f"unknown message {op!r}")
 
     def _run_script(self, path: Path) -> Outcome:

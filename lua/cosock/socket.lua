@@ -18,9 +18,12 @@ local sockets = {} -- id -> socket (until closed)
 local next_id = 0
 
 -- One network call to the hub: its answer table ({error = text} when it failed).
+local deliver -- socket._deliver, below
+
 local function net(call, sock, address, port, data)
   local answer = host.net(call, sock.id, address, port, data)
   if answer.permission then host.raise(answer.error) end
+  if answer.events then deliver(answer.events) end -- what the peer answered at once
   return answer
 end
 
@@ -298,7 +301,7 @@ for _, name in ipairs{"capability", "device_lifecycle", "driver_lifecycle", "env
 end
 
 -- What the hub delivers (a `net` dispatch): bytes, datagrams, a closed or reset connection.
-function socket._deliver(events)
+function deliver(events)
   for _, event in ipairs(events) do
     local sock = sockets[event.sock]
     if sock then
@@ -316,5 +319,7 @@ function socket._deliver(events)
     end
   end
 end
+
+socket._deliver = deliver
 
 return socket
