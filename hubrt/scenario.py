@@ -83,6 +83,12 @@ VERBS: dict[str, Verb] = {
                      "lan_move 192.168.1.50 192.168.1.77", "- lan_move: {ip: 192.168.1.50, to: 192.168.1.77}"),
     "lan_remove": Verb(("ip",), ("ip",), "take a host off the simulated LAN", "lan_remove 192.168.1.50",
                        "- lan_remove: 192.168.1.50", "ip"),
+    "lan_push": Verb(("ip", "path", "data"), ("ip", "path", "data"),
+                     "send text down a host's open event streams (an HTTP route with stream: true)",
+                     "lan_push 192.168.1.50 /events 'data: {\"serial\": \"A1\", \"on\": true}'",
+                     "- lan_push: {ip: 192.168.1.50, path: /events, data: \"data: {\\\"on\\\": true}\\n\\n\"}"),
+    "lan_drop": Verb(("ip",), ("ip",), "a host closes its open event streams", "lan_drop 192.168.1.50",
+                     "- lan_drop: 192.168.1.50", "ip"),
     "assert": Verb(("device", "state", "field", "driver", "datastore", "equals", "component"), ("equals",),
                    "check a device's state or persisted field, or a path in a driver's datastore",
                    "assert device=Lamp state=switch.switch equals=on",
@@ -93,7 +99,7 @@ VERBS: dict[str, Verb] = {
 # Parameters that name something (a device, a driver, a capability...): text, never a list or mapping.
 _TEXT_PARAMS = {"profile", "label", "driver", "network_id", "id", "device", "capability", "command", "component",
                 "kind", "what", "target", "state", "field", "datastore", "manufacturer", "model", "parent", "child_key",
-                "ip", "to", "fault"}
+                "ip", "to", "fault", "path", "data"}
 
 
 @dataclass
@@ -171,8 +177,8 @@ def _lan_host_problem(args: dict) -> str | None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             return f"http port must be a whole number from 1 to 65535, got {port!r}"
         for route, response in (http.get("routes") or {}).items():
-            if not isinstance(response, dict) or set(response) - {"status", "headers", "body"}:
-                return f"route {route!r}: a response is a mapping of status, headers and body"
+            if not isinstance(response, dict) or set(response) - {"status", "headers", "body", "stream"}:
+                return f"route {route!r}: a response is a mapping of status, headers and body (or stream: true)"
             if not isinstance(response.get("status", 200), int) or not isinstance(response.get("body", ""), str):
                 return f"route {route!r}: status is a number and body is text"
     if ssdp is not None and not (isinstance(ssdp, dict) and all(isinstance(v, (str, int)) for v in ssdp.values())):
@@ -294,9 +300,19 @@ class Runner:
 
     def do_lan_move(self, ip, to):
         self.hub.lan.move_host(ip, to)
+        self.hub.settle()
 
     def do_lan_remove(self, ip):
         self.hub.lan.remove_host(ip)
+        self.hub.settle()
+
+    def do_lan_push(self, ip, path, data):
+        self.hub.lan.push(ip, path, data)
+        self.hub.settle()
+
+    def do_lan_drop(self, ip):
+        self.hub.lan.drop_streams(ip)
+        self.hub.settle()
 
     def do_restart(self, kind):
         self.hub.restart(kind)

@@ -122,7 +122,7 @@ class TestBridge(Bridge):
             "datastore": self.datastore, "device": self.device, "field": self.field, "state": self.state_of,
             "fatal_errors": self.fatal_errors, "lan_host": self.lan_host, "lan_fault": self.lan_fault,
             "lan_move": self.lan_move, "lan_remove": self.lan_remove, "lan_requests": self.lan_requests,
-            "lan_sent": self.lan_sent,
+            "lan_sent": self.lan_sent, "lan_push": self.lan_push, "lan_drop": self.lan_drop,
         }.items()}
         return {**super().functions(), **guarded, "declare": self.declare}
 
@@ -264,9 +264,21 @@ class TestBridge(Bridge):
 
     def lan_move(self, ip: bytes, new_ip: bytes) -> None:
         self.hub.lan.move_host(as_text(ip), as_text(new_ip))
+        self.hub.settle()
 
     def lan_remove(self, ip: bytes) -> None:
         self.hub.lan.remove_host(as_text(ip))
+        self.hub.settle()
+
+    def lan_push(self, ip: bytes, path: bytes, text: bytes) -> int:
+        """Sends text down the host's open event streams of `path` (then the driver runs); how many."""
+        count = self.hub.lan.push(as_text(ip), as_text(path), text.decode("latin-1"))
+        self.hub.settle()
+        return count
+
+    def lan_drop(self, ip: bytes) -> None:
+        self.hub.lan.drop_streams(as_text(ip))
+        self.hub.settle()
 
     def lan_requests(self, ip: Any) -> Any:
         return self._lua(self.hub.lan.requests(as_text(ip) if ip else None))

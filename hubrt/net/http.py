@@ -3,8 +3,10 @@
 Routes map "METHOD /path" (or "/path" for any method) to a response: a dict
 {"status": 200, "headers": {...}, "body": "..."} given in a scenario file,
 or a function of the request (a Lua function in a test) returning one. A
-request the server cannot parse gets 400 and the connection closed, as a
-real server would answer it.
+response with "stream": true is an event stream (server-sent events): its
+head is sent and the connection stays open; `push` sends text down every open
+stream of a path, `drop_streams` closes them. A request the server cannot
+parse gets 400 and the connection closed, as a real server would answer it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,20 @@ class HttpPeer:
     def __init__(self, routes: dict[str, Route]) -> None:
         self.routes = routes
         self.requests: list[dict] = []  # what drivers asked, oldest first
+        self.streams: list[tuple[str, Any]] = []  # (path, connection) of the open event streams
+
+    def push(self, path: str, text: str) -> int:
+        """Sends text down every open stream of `path`; how many streams got it."""
+        self.streams = [(p, conn) for p, conn in self.streams if not conn.closed]
+        targets = [conn for p, conn in self.streams if p == path]
+        for conn in targets:
+            conn.send(text.encode())
+        return len(targets)
+
+    def drop_streams(self) -> None:
+        for _, conn in self.streams:
+            conn.close()
+        self.streams = []
 
     def connected(self, conn: Any) -> None:
         conn.state = {"h11": h11.Connection(h11.SERVER), "request": None, "body": b""}
@@ -30,6 +46,8 @@ class HttpPeer:
 
     def received(self, conn: Any, data: bytes) -> None:
         state = conn.state
+        if state is None or state.get("streaming"):
+            return  # a client does not talk on an event stream
         parser: h11.Connection = state["h11"]
         try:
             parser.receive_data(data)
@@ -43,6 +61,8 @@ class HttpPeer:
                     state["body"] += bytes(event.data)
                 elif isinstance(event, h11.EndOfMessage):
                     self._answer(conn, parser, state["request"], state["body"])
+                    if state.get("streaming"):
+                        return
                     if conn.closed or parser.our_state is h11.MUST_CLOSE:
                         conn.close()
                         return
@@ -67,6 +87,14 @@ class HttpPeer:
         response = {"status": 404, "body": "not found"} if route is None else (
             route(seen) if callable(route) else route)
         status = int(response.get("status", 200))
+        if response.get("stream"):  # the head only, and the connection stays open for `push`
+            headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                       **(response.get("headers") or {})}
+            conn.send((f"HTTP/1.1 {status} OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                       + "\r\n").encode("latin-1"))
+            conn.state["streaming"] = True
+            self.streams.append((path, conn))
+            return
         payload = response.get("body", "")
         payload = payload.encode() if isinstance(payload, str) else bytes(payload)
         headers = [(str(k), str(v)) for k, v in (response.get("headers") or {}).items()]

@@ -116,12 +116,24 @@ class SimulatedLan:
         host = self._host(ip)
         self.remove_host(ip)
         host.ip = new_ip
+        if host.ssdp:  # what it advertises (LOCATION) names its new address
+            host.ssdp = {k: v.replace(ip, new_ip) for k, v in host.ssdp.items()}
         self.hosts[new_ip] = host
 
     def set_fault(self, ip: str, fault: str | None) -> None:
         if fault is not None and fault not in FAULTS:
             raise NetError(f"unknown fault {fault!r}; faults: {', '.join(FAULTS)}")
         self._host(ip).fault = fault
+
+    def push(self, ip: str, path: str, text: str) -> int:
+        """Sends text down the host's open event streams of `path`; how many got it."""
+        return sum(peer.push(path, text) for peer in self._host(ip).tcp.values() if isinstance(peer, HttpPeer))
+
+    def drop_streams(self, ip: str) -> None:
+        """The host closes its open event streams (as when it reboots)."""
+        for peer in self._host(ip).tcp.values():
+            if isinstance(peer, HttpPeer):
+                peer.drop_streams()
 
     def requests(self, ip: str | None = None) -> list[dict]:
         """The HTTP requests the peers received, oldest first."""

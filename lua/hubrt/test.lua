@@ -45,6 +45,8 @@ local SIGNATURES = {
   lan_remove = {"ip:string"},
   lan_requests = {"ip:string?"},
   lan_sent = {"ip:string?"},
+  lan_push = {"ip:string", "path:string", "text:string"},
+  lan_drop = {"ip:string"},
 }
 
 -- {name, type, may be nil} for each parameter of a signature
