@@ -103,6 +103,11 @@ class Channel:
             self._read(block=True)
         return self._ready.popleft()
 
+    @property
+    def at_eof(self) -> bool:
+        """The other end closed the channel (what had arrived may still be taken)."""
+        return self._eof
+
     def pending(self) -> bool:
         """True when a message (or part of one) has arrived and not been taken yet."""
         return bool(self._ready) or self._read(block=False)

@@ -226,6 +226,9 @@ _STEPS_HELP = "\b\n" + script_help()
                    "killed a moment later, as a driver crash. 0: no limit (LuaJIT keeps its JIT).")
 @click.option("--clock", type=click.Choice(["virtual", "real"]), default=None,
               help="Hub time: virtual (advance is instant; default with --script) or real (default at the prompt).")
+@click.option("--network", type=click.Choice(["simulated", "real"]), default="simulated", show_default=True,
+              help="What drivers' sockets reach: the hub's simulated LAN (lan_* steps), or the real network "
+                   "of this machine (which needs the real clock; a script's `advance` then waits).")
 @click.option("--capabilities", "capability_dirs", multiple=True, envvar="HUBRT_CAPABILITIES",
               type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR",
               help="A folder of capability definitions (hubrt's or the platform's format) beside the standard "
@@ -234,8 +237,8 @@ _STEPS_HELP = "\b\n" + script_help()
 @memory_option
 @start_empty_option
 def run_command(drivers: tuple[Path, ...], script: Path | None, engine: str, state_dir: Path, flush_interval: float,
-                handler_timeout: float, clock: str | None, capability_dirs: tuple[Path, ...], strict: bool,
-                max_memory: int, start_empty: bool) -> None:
+                handler_timeout: float, clock: str | None, network: str, capability_dirs: tuple[Path, ...],
+                strict: bool, max_memory: int, start_empty: bool) -> None:
     """Boot the hub from the state directory, install DRIVERS (driver package
     folders) and run a scenario (--script) or an interactive prompt.
 
@@ -250,11 +253,13 @@ def run_command(drivers: tuple[Path, ...], script: Path | None, engine: str, sta
             steps = load_scenario(script)
         except InputError as e:
             _fail(str(e))
-    real = (clock == "real") if clock else script is None
+    if network == "real" and clock == "virtual":
+        _fail("--network real runs on the real clock (real sockets wait in real time); drop --clock virtual")
+    real = (clock == "real") if clock else (script is None or network == "real")
     try:
         hub = Hub(state_dir, engine=engine, strict=strict, max_memory=max_memory * 2**20, start_empty=start_empty,
                   clock=Clock(real), flush_interval=flush_interval, handler_timeout=handler_timeout,
-                  on_log=_log, on_event=_event, capability_dirs=tuple(map(str, capability_dirs)))
+                  on_log=_log, on_event=_event, capability_dirs=tuple(map(str, capability_dirs)), network=network)
     except StoreError as e:
         _fail(str(e))
     code = 0

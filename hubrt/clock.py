@@ -33,16 +33,19 @@ class Clock:
         """Hub time as the wall time it stands for: what drivers' os.time() answers."""
         return self._epoch + self.now()
 
-    def wait_until(self, t: float, stop: Callable[[], bool] = lambda: False) -> None:
-        """Moves (virtual) or waits (real) until hub time `t`; a real wait ends early once `stop()`."""
+    def wait_until(self, t: float, stop: Callable[[], bool] = lambda: False,
+                   tick: Callable[[], None] = lambda: None) -> None:
+        """Moves (virtual) or waits (real) until hub time `t`; a real wait calls `tick` every few
+        milliseconds and ends early once `stop()`."""
         if not self.real:
             self._virtual = max(self._virtual, t)
             return
         while not stop():
+            tick()
             left = t - self.now()
             if left <= 0:
                 return
-            time.sleep(min(left, 0.1))
+            time.sleep(min(left, 0.005))
 
 
 @dataclass(order=True)

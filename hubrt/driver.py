@@ -52,6 +52,7 @@ class DriverOptions:
     strict: bool = False
     max_memory: int | None = DEFAULT_MAX_MEMORY
     handler_timeout: float = 2.0
+    network: str = "simulated"  # or "real": sockets of the worker's own (hubrt/net/real.py)
 
 
 class DriverRuntime:

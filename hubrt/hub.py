@@ -30,7 +30,7 @@ from hubrt.net.simulated import SimulatedLan
 from hubrt.package import DriverPackage, load_package
 from hubrt.devices import Device, Devices, HubError
 from hubrt.store import Store, StoreError
-from hubrt.worker import InlineWorker, ProcessWorker, WorkerHandle
+from hubrt.worker import InlineWorker, ProcessWorker, WorkerHandle, completion
 
 STOP_KINDS = ("driver_crash", "graceful", "power_loss")
 LIFECYCLE_EVENTS = ("init", "added", "doConfigure", "infoChanged", "driverSwitched", "removed")
@@ -103,12 +103,18 @@ class Hub:
         durable: bool = True,
         isolation: str = "process",
         capability_dirs: tuple[str, ...] = (),
+        network: str = "simulated",
     ) -> None:
         """`isolation`: "process" runs each driver in a worker process of its own; "inline" keeps
-        the workers in this process (Lua tests: cheaper, and the same messages)."""
+        the workers in this process (Lua tests: cheaper, and the same messages). `network`:
+        "simulated" (the hub's LAN, `self.lan`) or "real" (each worker's own sockets; a real
+        clock and worker processes)."""
         if isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
+        if network == "real" and (isolation != "process" or not (clock and clock.real)):
+            raise HubError("the real network needs the real clock and a worker process per driver")
         self.isolation = isolation
+        self.network = network
         self.catalogue = Catalogue.standard(tuple(str(d) for d in capability_dirs))
         self.state_dir = Path(state_dir)
         self.engine = engine
@@ -167,7 +173,7 @@ class Hub:
         return self._driver(package.package_key)
 
     def _new_worker(self, package: DriverPackage) -> WorkerHandle:
-        options = DriverOptions(self.engine, self.strict, self.max_memory, self.handler_timeout)
+        options = DriverOptions(self.engine, self.strict, self.max_memory, self.handler_timeout, self.network)
         args = (package.package_key, package, options, self._serve, self._stopping)
         return ProcessWorker(*args) if self.isolation == "process" else InlineWorker(*args, coverage=self.coverage)
 
@@ -316,6 +322,11 @@ class Hub:
             return answer
         elif op == "net_close":
             self.lan.call(driver, {**m, "call": "close"})
+        elif op == "local_done":  # the worker ran what its real sockets got, between the hub's dispatches
+            handle = self.drivers.get(driver)
+            if isinstance(handle, WorkerHandle):
+                done = completion("network", m)
+                self._deferred.append(lambda: self._finish(handle, [done]))
         elif op in ("flush", "load"):
             try:
                 if op == "flush":
@@ -417,6 +428,14 @@ class Hub:
     def inject_from_driver(self, driver: str, device_id: str, capability: str, command: str, args: Any) -> None:
         """driver:inject_capability_command: delivered like any command, after the current dispatch."""
         self._deferred.append(lambda: self.command(device_id, capability, command, args or None, wait=False))
+
+    def _poll_workers(self) -> None:
+        """While the hub waits in real time: what idle workers did on their own (real sockets)."""
+        for driver in list(self.drivers.values()):
+            if isinstance(driver, WorkerHandle):
+                self._finish(driver, driver.poll())
+        if self._deferred:
+            self.settle()
 
     def _net_arrived(self, driver: str, event: dict) -> None:
         """What the LAN sends a driver's socket: one `net` dispatch after the current one."""
@@ -540,11 +559,11 @@ class Hub:
         end = self.clock.now() + seconds
         stopping = self._stopping
         while (timer := self.timers.pop_due(end)) is not None:
-            self.clock.wait_until(timer.due, stopping)
+            self.clock.wait_until(timer.due, stopping, self._poll_workers)
             self.check_stop()
             self._fire(timer)
             self.settle()
-        self.clock.wait_until(end, stopping)
+        self.clock.wait_until(end, stopping, self._poll_workers)
         self.check_stop()
         self._maybe_flush()
 

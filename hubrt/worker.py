@@ -27,6 +27,7 @@ import gc
 import itertools
 import os
 import resource
+import selectors
 import signal
 import sys
 import time
@@ -42,6 +43,7 @@ from hubrt.bridge import net_events, to_lua
 from hubrt.channel import Channel, ChannelClosed
 from hubrt.driver import DriverHost, DriverOptions, DriverRuntime, Outcome
 from hubrt.engine import LuaFailure
+from hubrt.net.real import RealNetwork
 from hubrt.package import DriverPackage
 from hubrt.store import StoreError
 
@@ -78,6 +80,7 @@ class HubLink:
         self._request = request
         self.hand_over = deliver  # what was notified so far reaches the hub now (an explicit ds:save())
         self._timer_ids = itertools.count(1)
+        self.network: RealNetwork | None = None  # the worker's own sockets (--network real)
         self.now = time.time()  # hub time (as epoch seconds) when the current message was sent
         self._received = time.monotonic()
         self.real_clock = False
@@ -132,8 +135,11 @@ class HubLink:
             raise StoreError(answer["error"])
 
     def net(self, call: dict) -> dict:
-        """A socket call (connect, send...), answered by the hub's network at once (with what the peer
-        sent back meanwhile); a close needs no answer."""
+        """A socket call (connect, send...), answered at once: by the worker's own sockets on the real
+        network, else by the hub's simulated LAN (with what the peer sent back meanwhile; a close
+        needs no answer)."""
+        if self.network is not None:
+            return self.network.call(call)
         if call["call"] == "close":
             self._notify({"op": "net_close", **call})
             return {"ok": True}
@@ -157,6 +163,8 @@ class Worker:
         self.package = package
         self.options = options
         self.link = HubLink(notify, request, deliver)
+        if options.network == "real":
+            self.link.network = RealNetwork()
         self.devices: dict[str, dict] = {}
         self.coverage = coverage
         self.host: DriverRuntime | None = None
@@ -248,8 +256,14 @@ class Worker:
 
 
 def serve(worker: Worker, outbox: Outbox) -> None:
-    """The worker process's loop: one message from the hub at a time, until it stops or goes away."""
+    """The worker process's loop: one message from the hub at a time, until it stops or goes away;
+    on the real network, what the driver's sockets get between them."""
+    network = worker.link.network
+    if network is not None:
+        network.selector.register(outbox.channel.sock, selectors.EVENT_READ, None)
     while True:
+        if network is not None:
+            _serve_sockets(worker, outbox, network)
         try:
             message = outbox.next_message()
         except ChannelClosed:
@@ -259,6 +273,19 @@ def serve(worker: Worker, outbox: Outbox) -> None:
             outbox.reply(reply, worker.end_batch)
         if message["op"] == "stop":
             return
+
+
+def _serve_sockets(worker: Worker, outbox: Outbox, network: RealNetwork) -> None:
+    """Until the hub sends something, runs what the driver's real sockets get as dispatches of the
+    worker's own; the hub hears of each as a `local_done` (its errors, a crash)."""
+    while not outbox.waiting():
+        ready = [r for r in network.ready(None) if r is not None]
+        events = network.take_events(ready) if ready else []
+        if events and worker.host is not None and worker.host.running:
+            now = worker.link.epoch_seconds()
+            reply = worker.handle({"op": "net", "what": "network", "events": events, "now": now, "real": True})
+            outbox.reply({**reply, "op": "local_done"}, worker.end_batch)
+            outbox.flush()
 
 
 # -- the hub side ---------------------------------------------------------------
@@ -273,7 +300,7 @@ class Completion:
     reports: list[tuple[str, Outcome]] = field(default_factory=list)  # a graceful stop's problems
 
 
-def _completion(what: str, reply: dict) -> Completion:
+def completion(what: str, reply: dict) -> Completion:
     return Completion(what, Outcome(**reply["outcome"]),
                       [(w, Outcome(**o)) for w, o in reply.get("reports", ())])
 
@@ -309,6 +336,10 @@ class WorkerHandle:
         """Ends the worker at once: what it did not save is lost."""
         raise NotImplementedError
 
+    def poll(self) -> list[Completion]:
+        """Takes in what an idle worker did on its own (its real sockets); a worker that died meanwhile."""
+        return []
+
     def call(self, message: dict) -> Completion:
         """Posts one dispatch and waits for it (the worker must be idle)."""
         done = (self.post(message) + self.settle())[-1]
@@ -339,7 +370,7 @@ class InlineWorker(WorkerHandle):
             reply = roundtrip(reply)
         finally:
             self._device = None
-        return [_completion(message["what"], reply)]
+        return [completion(message["what"], reply)]
 
     def settle(self) -> list[Completion]:
         return []
@@ -456,6 +487,17 @@ class ProcessWorker(WorkerHandle):
     def settle(self) -> list[Completion]:
         return self._drain(0) if self._in_flight else []
 
+    def poll(self) -> list[Completion]:
+        if self._in_flight or self.channel is None:
+            return []
+        try:
+            messages = self.channel.received()
+        except ChannelClosed:
+            return self._died([("network", None)])
+        for message in messages:
+            self._serve(self.name, message, None)
+        return []
+
     def notify(self, message: dict) -> None:
         if self.channel is not None:
             try:
@@ -485,7 +527,7 @@ class ProcessWorker(WorkerHandle):
             for message in messages:
                 if message["op"] == "done":
                     what, _ = self._in_flight.popleft()
-                    done.append(_completion(what, message))
+                    done.append(completion(what, message))
                     continue
                 answer = self._serve(self.name, message, self._in_flight[0][1])
                 if message["op"] in REQUESTS:
@@ -605,6 +647,10 @@ class Outbox:
 
     def next_message(self) -> dict:
         return self._backlog.popleft() if self._backlog else self.channel.recv()
+
+    def waiting(self) -> bool:
+        """Whether the hub has sent something not yet taken."""
+        return bool(self._backlog) or self.channel.pending() or self.channel.at_eof
 
     def reply(self, message: dict, end_batch: Callable[[], None]) -> None:
         """Queues a dispatch's reply. The batch ends when no more work is waiting, or every REPLIES

@@ -2,6 +2,13 @@
 process, its socket calls crossing the channel), a driver without LAN permission, and bad steps.
 The socket semantics themselves are Lua tests: tests/fixtures/lan-tour."""
 
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
 from conftest import ROOT, hubrt, make_driver
 
 LAN_TOUR = ROOT / "tests" / "fixtures" / "lan-tour"
@@ -48,3 +55,76 @@ def test_a_driver_without_lan_permission_is_told_at_its_line(new_hub, tmp_path):
     hub.command("N", "switch", "on")
     errors = [r.text for r in hub.logs if r.level == "error"]
     assert len(errors) == 1 and "init.lua:6: this driver has no LAN permission" in errors[0], errors
+
+
+# -- the real network: servers the test starts on 127.0.0.1 --------------------------
+
+
+@pytest.fixture
+def local_servers():
+    """An HTTP server and a UDP echo server on 127.0.0.1, and a port where nothing listens."""
+    class Lamp(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"on": true}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    http = HTTPServer(("127.0.0.1", 0), Lamp)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(0.2)
+    stop = threading.Event()
+
+    def echo():
+        while not stop.is_set():
+            try:
+                data, sender = udp.recvfrom(1024)
+            except OSError:
+                continue
+            udp.sendto(data.replace(b"ping", b"pong"), sender)
+
+    threading.Thread(target=echo, daemon=True).start()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    free_port = closed.getsockname()[1]
+    closed.close()
+    yield http.server_address[1], udp.getsockname()[1], free_port
+    stop.set()
+    http.shutdown()
+    udp.close()
+
+
+def test_real_sockets_reach_servers_on_this_machine(tmp_path, engine, local_servers):
+    http_port, udp_port, free_port = local_servers
+    script = tmp_path / "real.yml"
+    script.write_text(f"""
+- add_device: {{profile: lamp, label: L, network_id: "127.0.0.1:{http_port}"}}
+- add_device: {{profile: lamp, label: U, network_id: "udp:127.0.0.1:{udp_port}"}}
+- add_device: {{profile: lamp, label: Z, network_id: "127.0.0.1:{free_port}"}}
+- command: {{device: L, capability: refresh, command: refresh}}
+- command: {{device: U, capability: refresh, command: refresh}}
+- command: {{device: Z, capability: refresh, command: refresh}}
+- advance: 1
+- print: datastore
+""")
+    result = hubrt("run", str(LAN_TOUR), "--network", "real", "--script", str(script), "--lua", engine,
+                   "--state", str(tmp_path / "s"))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout[result.stdout.index("{"):])
+    assert sorted(data["http"]) == ['L: HTTP/1.0 200 OK | {"on": true}', "Z: connect: connection refused"]
+    assert data["udp"] == [f"pong U from 127.0.0.1:{udp_port}"]
+
+
+def test_the_real_network_refuses_a_virtual_clock(tmp_path):
+    script = tmp_path / "s.yml"
+    script.write_text("- advance: 1\n")
+    result = hubrt("run", str(LAN_TOUR), "--network", "real", "--clock", "virtual", "--script", str(script),
+                   "--state", str(tmp_path / "s"))
+    assert result.returncode != 0 and "--network real runs on the real clock" in result.stderr
+    assert "Traceback" not in result.stderr

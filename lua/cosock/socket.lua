@@ -84,10 +84,12 @@ function Tcp:connect(address, port)
   if self.state ~= "new" then return nil, self.state == "closed" and "closed" or "already connected" end
   local answer = net("connect", self, address, port)
   if answer.error then return nil, answer.error end
-  if answer.pending then -- nothing answers: the timeout ends the wait, or it waits for ever
+  if answer.pending then -- connecting: a `connected` (or error) event, or the timeout, ends the wait
     self.state = "connecting"
     local _, _, err = yield(nil, {self}, self.timeout)
-    return nil, err or "timeout"
+    if self.state == "connected" then return 1 end
+    self.state = "new"
+    return nil, self.error or err or "timeout"
   end
   self.state, self.peer, self.me = "connected", answer.peer, answer["local"]
   return 1
@@ -313,9 +315,13 @@ function deliver(events)
           sock.need_more = false
         end
       end
+      if event.connected and sock.state == "connecting" then
+        sock.state, sock.peer, sock.me = "connected", event.peer, event["local"]
+      end
       if event.closed then sock.peer_closed = true end
       if event.error then sock.error = event.error end
       wake(sock, "recvr")
+      wake(sock, "sendr")
     end
   end
 end

@@ -1,0 +1,179 @@
+"""The real network (`hubrt run --network real`): a driver's sockets are sockets of its worker
+process, non-blocking, watched with a selector in the worker's loop beside the hub's channel.
+
+Calls are answered at once, as the simulated LAN answers them (a connect in progress is
+"pending"); what arrives later -- a connection made or refused, bytes, a datagram, the peer
+closing -- comes out of `take_events` as the same events the simulated LAN delivers.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import socket
+from typing import Callable
+
+SEND_TIMEOUT = 5.0  # seconds a send may wait for room in the socket's buffer
+_KINDS = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}
+
+
+class RealNetwork:
+    def __init__(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        self._sockets: dict[int, socket.socket] = {}  # the driver's socket id -> the socket
+        self._connecting: set[int] = set()
+        self._bound: set[int] = set()  # UDP sockets with an address (sendto binds one first)
+
+    def ready(self, timeout: float | None) -> list[int]:
+        """The driver's socket ids with something to take (waits up to `timeout`)."""
+        return [key.data for key, _ in self.selector.select(timeout)]
+
+    def watched(self) -> bool:
+        return bool(self._sockets)
+
+    # -- calls ------------------------------------------------------------------
+
+    def call(self, m: dict) -> dict:
+        handler: Callable[[dict], dict] | None = getattr(self, "_" + str(m.get("call")), None)
+        if handler is None or m.get("call") not in ("connect", "send", "close", "bind", "sendto", "resolve", "mdns"):
+            return {"error": f"unknown network call {m.get('call')!r}"}
+        try:
+            return handler(m)
+        except OSError as e:
+            return {"error": _reason(e)}
+
+    def _open(self, sock_id: int, kind: str) -> socket.socket:
+        sock = self._sockets.get(sock_id)
+        if sock is None:
+            sock = socket.socket(socket.AF_INET, _KINDS[kind])
+            sock.setblocking(False)
+            self._sockets[sock_id] = sock
+        return sock
+
+    def _watch(self, sock_id: int, events: int) -> None:
+        sock = self._sockets[sock_id]
+        try:
+            self.selector.modify(sock, events, sock_id)
+        except KeyError:
+            self.selector.register(sock, events, sock_id)
+
+    def _connect(self, m: dict) -> dict:
+        sock = self._open(m["sock"], "tcp")
+        code = sock.connect_ex((socket.gethostbyname(m["host"]), int(m["port"])))
+        if code in (errno.EINPROGRESS, errno.EWOULDBLOCK):
+            self._connecting.add(m["sock"])
+            self._watch(m["sock"], selectors.EVENT_WRITE)
+            return {"pending": True}
+        if code:
+            self._drop(m["sock"])
+            return {"error": _reason(OSError(code, os.strerror(code)))}
+        self._watch(m["sock"], selectors.EVENT_READ)
+        return {"ok": True, "peer": list(sock.getpeername()), "local": list(sock.getsockname())}
+
+    def _send(self, m: dict) -> dict:
+        sock = self._sockets.get(m["sock"])
+        if sock is None:
+            return {"error": "closed"}
+        sock.settimeout(SEND_TIMEOUT)
+        try:
+            sock.sendall(m["data"].encode("latin-1"))
+        finally:
+            sock.setblocking(False)
+        return {"ok": True}
+
+    def _close(self, m: dict) -> dict:
+        self._drop(m["sock"])
+        return {"ok": True}
+
+    def _bind(self, m: dict) -> dict:
+        sock = self._open(m["sock"], "udp")
+        host = m.get("host") or ""
+        sock.bind(("" if host in ("*", "0.0.0.0") else host, int(m.get("port") or 0)))
+        self._bound.add(m["sock"])
+        self._watch(m["sock"], selectors.EVENT_READ)
+        return {"ok": True, "local": list(sock.getsockname())}
+
+    def _sendto(self, m: dict) -> dict:
+        sock = self._open(m["sock"], "udp")
+        if m["sock"] not in self._bound:
+            self._bind({"sock": m["sock"]})
+        if m["host"] == "239.255.255.250" or m["host"].endswith(".255"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.sendto(m["data"].encode("latin-1"), (socket.gethostbyname(m["host"]), int(m["port"])))
+        return {"ok": True}
+
+    def _resolve(self, m: dict) -> dict:
+        return {"ip": socket.gethostbyname(m["host"])}
+
+    def _mdns(self, m: dict) -> dict:
+        return {"error": "st.mdns.discover is not available on the real network yet (hubrt's simulated LAN has it)"}
+
+    def _drop(self, sock_id: int) -> None:
+        sock = self._sockets.pop(sock_id, None)
+        self._connecting.discard(sock_id)
+        self._bound.discard(sock_id)
+        if sock is not None:
+            try:
+                self.selector.unregister(sock)
+            except KeyError:
+                pass
+            sock.close()
+
+    # -- what arrived ---------------------------------------------------------------
+
+    def take_events(self, ready: list[int]) -> list[dict]:
+        events = []
+        for sock_id in ready:
+            sock = self._sockets.get(sock_id)
+            if sock is None:
+                continue
+            if sock_id in self._connecting:
+                self._connecting.discard(sock_id)
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    events.append({"sock": sock_id, "error": _reason(OSError(code, os.strerror(code)))})
+                    self._drop(sock_id)
+                else:
+                    self._watch(sock_id, selectors.EVENT_READ)
+                    events.append({"sock": sock_id, "connected": True, "peer": list(sock.getpeername()),
+                                   "local": list(sock.getsockname())})
+                continue
+            try:
+                if sock.type == socket.SOCK_DGRAM:
+                    data, sender = sock.recvfrom(65536)
+                    events.append({"sock": sock_id, "data": data.decode("latin-1"), "from": list(sender)})
+                    continue
+                data = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                events.append({"sock": sock_id, "error": _reason(e)})
+                self._drop(sock_id)
+                continue
+            if data:
+                events.append({"sock": sock_id, "data": data.decode("latin-1")})
+            else:
+                events.append({"sock": sock_id, "closed": True})
+                self._drop(sock_id)
+        return events
+
+    def close(self) -> None:
+        for sock_id in list(self._sockets):
+            self._drop(sock_id)
+        self.selector.close()
+
+
+_REASONS = {errno.ECONNREFUSED: "connection refused", errno.ECONNRESET: "connection reset by peer",
+            errno.ETIMEDOUT: "timeout", errno.EHOSTUNREACH: "host is unreachable",
+            errno.ENETUNREACH: "network is unreachable", errno.EPIPE: "closed"}
+
+
+def _reason(e: OSError) -> str:
+    """The words luasocket uses for the common failures, else the system's."""
+    if isinstance(e, socket.gaierror):
+        return "host not found"
+    if isinstance(e, TimeoutError):
+        return "timeout"
+    return _REASONS.get(e.errno, e.strerror or str(e))
+
