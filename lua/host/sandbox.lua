@@ -175,8 +175,14 @@ local function hook(event, line)
   end
 end
 
+-- Once a time limit is used the count hook stays installed (installing a hook costs more than
+-- running it: LuaJIT re-patches its dispatch table), and the hook does nothing while no deadline is set.
+local armed = false
+local hooked = setmetatable({}, {__mode = "k"}) -- "all" (LuaJIT: one hook for every coroutine),
+                                                -- or the Lua 5.3 coroutines ("main") that have it
+
 local function set_hook(co)
-  local mask, count = coverage and "l" or "", deadline and HOOK_COUNT or 0
+  local mask, count = coverage and "l" or "", (armed or deadline) and HOOK_COUNT or 0
   if mask == "" and count == 0 then
     if co then debug.sethook(co) else debug.sethook() end
   elseif co then
@@ -186,9 +192,21 @@ local function set_hook(co)
   end
 end
 
+local function arm(co)
+  armed = true
+  local key = is_luajit and "all" or (co or "main")
+  if not hooked[key] then
+    hooked[key] = true
+    set_hook(co)
+  end
+end
+
 function env.coroutine.create(f)
   local co = coroutine.create(f)
-  if coverage or deadline then set_hook(co) end
+  if coverage or armed then
+    set_hook(co)
+    hooked[co] = true
+  end
   return co
 end
 
@@ -336,15 +354,12 @@ local dispatch_name -- what the hub's current dispatch is, as its errors name it
 local function start_deadline(seconds, name, co)
   if seconds > 0 then
     deadline, deadline_name, deadline_seconds = os.clock() + seconds, name, seconds
-    set_hook(co)
+    arm(co)
   end
 end
 
-local function end_deadline(co, ...)
-  if deadline then
-    deadline = nil
-    set_hook(co)
-  end
+local function end_deadline(_, ...)
+  deadline = nil
   return ...
 end
 
