@@ -9,7 +9,8 @@ machines are noisy. Targets (issue 2):
     in under 1 ms.
 Target (issue 4): hubrt's cost per Lua test at or below the hub tooling's
 (one `lua5.3` process per test file, bench/process_per_file.lua), measured side by side.
-Target (issue 11): at least 5,000 HTTP round trips/s through luncheon on the simulated LAN.
+Targets (issue 11): HTTP round trips through luncheon: at least 5,000/s on the simulated LAN and
+2,000/s over the real network to a server on 127.0.0.1.
 Targets (issue 3):
   - cold start of `hubrt run` to the first delivered event under 300 ms;
   - at least 20,000 capability commands/s end to end through the flagship
@@ -245,6 +246,50 @@ def http_round_trips(tmp: str) -> None:
           f"(target >= 5,000/s: {'met' if rate >= 5000 else 'NOT met'})   inline: {median(rates['inline']):7.0f}")
     for hub in hubs.values():
         hub.shutdown()
+    real = real_loopback_round_trips(pkg, Path(tmp) / "http-real", n)
+    print(f"  the same over the real network to a server on 127.0.0.1 (http.server): {real:7.0f}/s  "
+          f"(target >= 2,000/s: {'met' if real >= 2000 else 'NOT met'})")
+
+
+def real_loopback_round_trips(pkg: Path, state: Path, n: int) -> float:
+    """`--network real`: the driver's own sockets to a threaded HTTP server on 127.0.0.1; the hub
+    waits (in real time) until the driver has saved how many answers it got."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from hubrt.clock import Clock
+
+    class State(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"on")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), State)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (pkg / "src" / "init.lua").write_text(HTTP_CLIENT.replace('"192.168.1.50", 80', f'"127.0.0.1", {server.server_port}'))
+    hub = Hub(state, on_log=lambda r: None, handler_timeout=0, network="real", clock=Clock(real=True))
+    hub.install(pkg)
+    hub.add_device("http-bench", "p", label="Client")
+    rates = []
+    for r in range(ROUNDS):
+        hub.store.save("http-bench", {"n": str(n), "done": None})
+        hub.restart("driver_crash")
+        start = time.perf_counter()
+        hub.command("Client", "switch", "on")
+        while hub.store.load("http-bench").get("done") != n:
+            hub.advance(0.002)
+        rates.append(n / (time.perf_counter() - start))
+    hub.shutdown()
+    server.shutdown()
+    (pkg / "src" / "init.lua").write_text(HTTP_CLIENT)
+    return median(rates)
 
 
 TRIVIAL_TEST = 'test("t{i}", function() local x = 1 + 1; assert(x == 2) end)\n'

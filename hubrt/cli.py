@@ -301,6 +301,37 @@ def run_command(drivers: tuple[Path, ...], script: Path | None, engine: str, sta
     sys.exit(code)
 
 
+@main.command("fake-bridge")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to serve HTTP on (and to advertise).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="The HTTP port (0: any free port).")
+@click.option("--no-ssdp", is_flag=True, help="Do not answer SSDP searches (UDP 1900, multicast).")
+def fake_bridge_command(host: str, port: int, no_ssdp: bool) -> None:
+    """Run a light bridge on this machine, for drivers/lan-bridge on the real network.
+
+    It answers SSDP searches and serves the bridge's HTTP API and event stream
+    (drivers/lan-bridge/src/bridge_api.lua); in another terminal:
+    `hubrt run drivers/lan-bridge --network real`, then `discover`.
+    """
+    from hubrt.net.fake_bridge import FakeBridge
+
+    try:
+        bridge = FakeBridge(host, port, ssdp=not no_ssdp, log=lambda text: click.echo(printable(text), err=True))
+    except OSError as e:
+        _fail(f"cannot start the fake bridge on {host}:{port}{'' if no_ssdp else ' (and UDP 1900)'}: "
+              f"{e.strerror or e}")
+    click.echo(f"fake bridge at http://{bridge.host}:{bridge.port}/ with lights "
+               + ", ".join(light["name"] for light in bridge.lights.values())
+               + ("" if no_ssdp else "; answering SSDP searches") + ". Ctrl-C stops it.", err=True)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    try:
+        bridge.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bridge.stop()
+
+
 @main.command("devices")
 @state_option
 def devices_command(state_dir: Path) -> None:

@@ -529,7 +529,8 @@ class ProcessWorker(WorkerHandle):
                     what, _ = self._in_flight.popleft()
                     done.append(completion(what, message))
                     continue
-                answer = self._serve(self.name, message, self._in_flight[0][1])
+                # (a worker on the real network may also tell what it did between dispatches)
+                answer = self._serve(self.name, message, self._in_flight[0][1] if self._in_flight else None)
                 if message["op"] in REQUESTS:
                     try:
                         channel.send({"op": "answer", **answer})

@@ -3,8 +3,12 @@ process, its socket calls crossing the channel), a driver without LAN permission
 The socket semantics themselves are Lua tests: tests/fixtures/lan-tour."""
 
 import json
+import re
 import socket
+import subprocess
+import sys
 import threading
+import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -128,3 +132,80 @@ def test_the_real_network_refuses_a_virtual_clock(tmp_path):
                    "--state", str(tmp_path / "s"))
     assert result.returncode != 0 and "--network real runs on the real clock" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+BRIDGE = ROOT / "drivers" / "lan-bridge"
+
+
+def _fake_bridge(*options: str):
+    """`hubrt fake-bridge` on a free port: its HTTP port, then it is stopped."""
+    proc = subprocess.Popen([sys.executable, "-m", "hubrt", "fake-bridge", "--port", "0", *options], cwd=ROOT,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    line = proc.stderr.readline()
+    match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+    assert match, line + proc.stderr.read() if proc.poll() is not None else line
+    yield int(match[1])
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def fake_bridge():
+    yield from _fake_bridge("--no-ssdp")
+
+
+@pytest.fixture
+def discoverable_bridge():
+    """The same, answering SSDP searches: only one test at a time may (UDP 1900 is the machine's)."""
+    yield from _fake_bridge()
+
+
+def _ssdp_reaches(port: int) -> bool:
+    """Whether this machine delivers a multicast M-SEARCH to the fake bridge (CI machines may not)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(1.5)
+        probe.sendto(b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\n"
+                     b"ST: urn:hubrt:device:light-bridge:1\r\n\r\n", ("239.255.255.250", 1900))
+        try:
+            return f":{port}/".encode() in probe.recvfrom(2048)[0]
+        except OSError:
+            return False
+
+
+def test_the_fake_bridge_serves_the_bridge_api(fake_bridge):
+    base = f"http://127.0.0.1:{fake_bridge}"
+    with urllib.request.urlopen(f"{base}/lights", timeout=5) as response:
+        assert [light["name"] for light in json.load(response)] == ["Hall", "Porch", "Garage"]
+    stream = socket.create_connection(("127.0.0.1", fake_bridge), timeout=5)
+    stream.sendall(b"GET /events HTTP/1.1\r\nHost: bridge\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += stream.recv(1024)
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/lights/B2/on", method="POST"), timeout=5) as response:
+        assert json.load(response) == {"serial": "B2", "on": True}
+    event = head.split(b"\r\n\r\n", 1)[1]
+    while b"\n" not in event:
+        event += stream.recv(1024)
+    stream.close()
+    assert event.startswith(b'data: {"serial": "B2", "on": true}\n')
+
+
+def test_lan_bridge_finds_and_drives_the_fake_bridge_on_the_real_network(tmp_path, discoverable_bridge):
+    if not _ssdp_reaches(discoverable_bridge):
+        pytest.skip("this machine does not deliver multicast to itself, so SSDP discovery cannot be tried")
+    script = tmp_path / "real.yml"
+    script.write_text("""
+- discover
+- advance: 3
+- command: {device: Hall, capability: switch, command: "on"}
+- advance: 0.5
+- assert: {device: Hall, state: switch.switch, equals: "on"}
+- restart: graceful
+- command: {device: Porch, capability: switch, command: "on"}
+- advance: 0.5
+- assert: {device: Porch, state: switch.switch, equals: "on"}
+- assert: {datastore: last_discovery, equals: 1}
+""")
+    result = hubrt("run", str(BRIDGE), "--network", "real", "--script", str(script), "--state", str(tmp_path / "s"))
+    assert result.returncode == 0, result.stderr
+    assert "ok: datastore last_discovery == 1" in result.stdout + result.stderr
