@@ -209,3 +209,18 @@ def test_lan_bridge_finds_and_drives_the_fake_bridge_on_the_real_network(tmp_pat
     result = hubrt("run", str(BRIDGE), "--network", "real", "--script", str(script), "--state", str(tmp_path / "s"))
     assert result.returncode == 0, result.stderr
     assert "ok: datastore last_discovery == 1" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("target, answers", [("ssdp:all", 1), ("urn:Belkin:device:controllee:1", 1),
+                                             ("urn:Belkin:device:*", 1), ("urn:Belkin:service:*", 0),
+                                             ("urn:other:device:lamp:1", 0)])
+def test_ssdp_answers_match_the_search_target(target, answers):
+    """A host answers an M-SEARCH for everything, for its own target, or for a vendor wildcard it falls under."""
+    from hubrt.net.simulated import SimulatedLan
+    got = []
+    lan = SimulatedLan(lambda driver, event: got.append(event))
+    lan.add_host("192.168.1.90", ssdp={"ST": "urn:Belkin:device:controllee:1", "LOCATION": "http://192.168.1.90/"})
+    search = f"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nST: {target}\r\n\r\n"
+    assert lan.call("d", {"call": "sendto", "sock": 1, "host": "239.255.255.250", "port": 1900, "data": search}) \
+        == {"ok": True}
+    assert len(got) == answers

@@ -243,11 +243,15 @@ class SimulatedLan:
 
 
 def _ssdp_matches(search: bytes, headers: dict[str, str]) -> bool:
-    """An M-SEARCH for ssdp:all, or for the host's own search target."""
+    """An M-SEARCH for ssdp:all, for the host's own search target, or for a wildcard target it falls under."""
     wanted = next((line.split(b":", 1)[1].strip() for line in search.split(b"\r\n")
                    if line.lower().startswith(b"st:")), b"ssdp:all")
     own = next((v for k, v in headers.items() if k.lower() == "st"), None)
-    return wanted == b"ssdp:all" or (own is not None and wanted == own.encode())
+    if wanted == b"ssdp:all" or own is None:
+        return wanted == b"ssdp:all"
+    if wanted.endswith(b"*"):  # a vendor's wildcard search target, as some devices answer them
+        return own.encode().startswith(wanted[:-1])
+    return wanted == own.encode()
 
 
 _CALLS: dict[str, Callable[[SimulatedLan, str, dict], dict]] = {
