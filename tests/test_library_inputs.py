@@ -12,29 +12,11 @@ from hypothesis import strategies as st
 from hubrt.driver import DriverRuntime
 from hubrt.store import Store
 
+from conftest import ROOT
 from test_fuzz import SETTINGS
 
 PROBES = b"""
-local function text_source(text)
-  local position = 1
-  return function(pattern)
-    if position > #text then return nil, "closed", "" end
-    if pattern == "*l" then
-      local nl = text:find("\\n", position, true) or (#text + 1)
-      local line = text:sub(position, nl - 1):gsub("\\r$", "")
-      position = nl + 1
-      return line
-    elseif pattern == "*a" then
-      local rest = text:sub(position)
-      position = #text + 1
-      return rest
-    end
-    local chunk = text:sub(position, position + pattern - 1)
-    position = position + pattern
-    if #chunk < pattern then return nil, "closed", chunk end
-    return chunk
-  end
-end
+local text_source = require "text_source" -- (tests/fixtures/lan-tour/src)
 local luncheon = require "luncheon"
 local probes = {}
 function probes.xml(text)
@@ -82,7 +64,8 @@ GOOD_XML = b'<?xml version="1.0"?><root xmlns:s="x"><s:Body a="1"><v>1</v><v>2</
 @pytest.fixture(scope="module")
 def probes(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("probes") / "state")
-    runtime = DriverRuntime("probe", store, engine="luajit", log=lambda level, text: None, interruptible=True)
+    runtime = DriverRuntime("probe", store, engine="luajit", log=lambda level, text: None, interruptible=True,
+                            src_dir=ROOT / "tests" / "fixtures" / "lan-tour" / "src")
     yield runtime, runtime.state.call(runtime.state.compile(PROBES, b"=probes")[0])[0]
     store.close()
 

@@ -147,14 +147,19 @@ function Tcp:receive(pattern, prefix)
   end
 end
 
-function Tcp:close()
-  if self.state ~= "closed" then
-    if self.state == "connected" or self.state == "connecting" then net("close", self) end
-    self.state = "closed"
-    sockets[self.id] = nil
-    wake(self, "recvr")
+-- Closes a socket (telling the network if it knows of it); a task waiting on it wakes.
+local function close(sock, known)
+  if sock.state ~= "closed" then
+    if known then net("close", sock) end
+    sock.state = "closed"
+    sockets[sock.id] = nil
+    wake(sock, "recvr")
   end
   return 1
+end
+
+function Tcp:close()
+  return close(self, self.state == "connected" or self.state == "connecting")
 end
 
 function Tcp:shutdown() return 1 end
@@ -248,13 +253,7 @@ function Udp:receive(size)
 end
 
 function Udp:close()
-  if self.state ~= "closed" then
-    net("close", self)
-    self.state = "closed"
-    sockets[self.id] = nil
-    wake(self, "recvr")
-  end
-  return 1
+  return close(self, true)
 end
 
 Udp.getsockname = Tcp.getsockname
