@@ -348,6 +348,6 @@ class DriverBridge(Bridge):
                          None if args is None else to_python(args, self.lua_type))
 
     def environment_info(self) -> Any:
-        """What driver.environment_info holds on a hub, for a hub on this machine."""
-        return to_lua(self.runtime, {"hub_ipv4": "127.0.0.1", "hub_ipv6": "::1", "hub_zigbee_eui": None,
-                                     "hub_zigbee_id": None, "hub_zwave_id": None})
+        """What driver.environment_info holds on a hub: the hub's address on the network its drivers
+        reach (no Zigbee or Z-Wave radio)."""
+        return to_lua(self.runtime, self.link.environment)

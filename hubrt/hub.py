@@ -26,7 +26,8 @@ from hubrt.coverage import LineCoverage
 from hubrt.driver import DriverOptions, DriverRuntime, Outcome
 from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, LuaFailure
 from hubrt.inputs import preferences_problem, valid_seconds
-from hubrt.net.simulated import SimulatedLan
+from hubrt.net.real import is_ipv4, local_ipv4
+from hubrt.net.simulated import HUB_IP, SimulatedLan
 from hubrt.package import DriverPackage, load_package
 from hubrt.devices import Device, Devices, HubError
 from hubrt.store import Store, StoreError
@@ -142,6 +143,8 @@ class Hub:
         # dispatch that asked is over
         self._deferred: list[Callable[[], Any]] = []
         self.lan = SimulatedLan(self._net_arrived)  # the outside world: it outlives hub restarts
+        # what driver.environment_info holds (set_hub_ip changes it, and drivers hear of it)
+        self.environment = {"hub_ipv4": HUB_IP if network == "simulated" else local_ipv4(), "hub_ipv6": None}
         self._net_pending: dict[str, list[dict]] = {}  # driver -> what its sockets got, not yet delivered
         self._crashes: dict[str, int] = {}  # crashes in a row, per driver
         self.stop_requested = False  # set from a signal handler; honoured between dispatches
@@ -189,7 +192,8 @@ class Hub:
             driver = self._new_worker(package)
             self.drivers[name] = driver
             self.devices.stale.discard(name)
-            done = driver.call(self._message("start", what="src/init.lua", devices=self.devices.records(name)))
+            done = driver.call(self._message("start", what="src/init.lua", devices=self.devices.records(name),
+                                             environment=self.environment))
             outcome = done.outcome
             for what, failure in done.reports:  # tasks the main chunk started
                 self._report(name, what, failure)
@@ -529,6 +533,18 @@ class Hub:
                        command=command, args=named)
         if wait:
             self.settle()
+
+    def set_hub_ip(self, ip: str) -> None:
+        """The hub's LAN address changes (a new DHCP lease): each driver's environment_info follows, and
+        its lan_info_changed_handler runs."""
+        if not is_ipv4(ip):
+            raise HubError(f"the hub's address must be an IPv4 address like 192.168.1.3, got {ip!r}")
+        self.environment["hub_ipv4"] = ip
+        self.lan.hub_ip = ip
+        for driver in list(self.drivers.values()):
+            if isinstance(driver, WorkerHandle):
+                self._dispatch(driver, "environment update", None, "environment", environment=self.environment)
+        self.settle()
 
     def discover(self, driver: str) -> None:
         self._dispatch(self._driver(driver), "discovery", None, "discovery")

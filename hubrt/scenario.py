@@ -89,6 +89,8 @@ VERBS: dict[str, Verb] = {
                      "- lan_push: {ip: 192.168.1.50, path: /events, data: \"data: {\\\"on\\\": true}\\n\\n\"}"),
     "lan_drop": Verb(("ip",), ("ip",), "a host closes its open event streams", "lan_drop 192.168.1.50",
                      "- lan_drop: 192.168.1.50", "ip"),
+    "hub_ip": Verb(("ip",), ("ip",), "give the hub a new LAN address (drivers' lan_info_changed_handler runs)",
+                   "hub_ip 192.168.1.3", "- hub_ip: 192.168.1.3", "ip"),
     "assert": Verb(("device", "state", "field", "driver", "datastore", "equals", "component"), ("equals",),
                    "check a device's state or persisted field, or a path in a driver's datastore",
                    "assert device=Lamp state=switch.switch equals=on",
@@ -305,6 +307,9 @@ class Runner:
     def do_lan_remove(self, ip):
         self.hub.lan.remove_host(ip)
         self.hub.settle()
+
+    def do_hub_ip(self, ip):
+        self.hub.set_hub_ip(ip)
 
     def do_lan_push(self, ip, path, data):
         self.hub.lan.push(ip, path, data)

@@ -123,6 +123,7 @@ class TestBridge(Bridge):
             "fatal_errors": self.fatal_errors, "lan_host": self.lan_host, "lan_fault": self.lan_fault,
             "lan_move": self.lan_move, "lan_remove": self.lan_remove, "lan_requests": self.lan_requests,
             "lan_sent": self.lan_sent, "lan_push": self.lan_push, "lan_drop": self.lan_drop,
+            "set_hub_ip": self.set_hub_ip,
         }.items()}
         return {**super().functions(), **guarded, "declare": self.declare}
 
@@ -279,6 +280,9 @@ class TestBridge(Bridge):
     def lan_drop(self, ip: bytes) -> None:
         self.hub.lan.drop_streams(as_text(ip))
         self.hub.settle()
+
+    def set_hub_ip(self, ip: bytes) -> None:
+        self.hub.set_hub_ip(as_text(ip))
 
     def lan_requests(self, ip: Any) -> Any:
         return self._lua(self.hub.lan.requests(as_text(ip) if ip else None))

@@ -81,6 +81,7 @@ class HubLink:
         self.hand_over = deliver  # what was notified so far reaches the hub now (an explicit ds:save())
         self._timer_ids = itertools.count(1)
         self.network: RealNetwork | None = None  # the worker's own sockets (--network real)
+        self.environment: dict[str, Any] = {}  # what driver.environment_info holds (the hub sends it)
         self.now = time.time()  # hub time (as epoch seconds) when the current message was sent
         self._received = time.monotonic()
         self.real_clock = False
@@ -173,6 +174,8 @@ class Worker:
     def handle(self, message: dict) -> dict | None:
         """The reply to one message from the hub (None for a notice that needs none)."""
         op = message["op"]
+        if "environment" in message:  # with "start", and on a change
+            self.link.environment.update(message["environment"])
         if "devices" in message:  # "devices" alone, or with "start"
             self.devices.clear()
             self.devices.update((d["id"], d) for d in message["devices"])
@@ -208,6 +211,8 @@ class Worker:
             return ("_on_discovery",)
         if op == "net":
             return ("_on_net", net_events(runtime, m["events"]))
+        if op == "environment":
+            return ("_on_environment", to_lua(runtime, m["environment"]))
         raise ValueError(f"unknown message {op!r}")
 
     def _run_script(self, path: Path) -> Outcome:

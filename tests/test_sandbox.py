@@ -202,4 +202,10 @@ def test_st_utils_as_drivers_use_it(lua_hub):
         end
         r, g, b = utils.hsl_to_rgb(0, 100)  -- lightness 50 unless given
         assert(r == 255 and g == 0 and b == 0)
+        assert(utils.serialize_int(0x1234, 2) == "\\18\\52" and utils.serialize_int(0x1234, 2, false, true) == "\\52\\18")
+        assert(utils.serialize_int(-2, 2, true) == "\\255\\254")
+        assert(utils.deserialize_int("\\255\\254", 2, true) == -2 and utils.deserialize_int("\\255\\254", 2) == 65534)
+        assert(utils.deserialize_int(utils.serialize_int(123456, 4, false, true), 4, false, true) == 123456)
+        assert(not pcall(utils.serialize_int, 256, 1), "does not fit")
+        assert(not pcall(utils.deserialize_int, "\\1", 2), "too short")
     """)

@@ -164,6 +164,23 @@ class RealNetwork:
         self.selector.close()
 
 
+def local_ipv4() -> str:
+    """This machine's address on its LAN (the one a connection out would use; nothing is sent)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # a documentation address: routing only, no packet
+            return probe.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+def is_ipv4(text: str) -> bool:
+    try:
+        return isinstance(text, str) and socket.inet_aton(text) is not None and text.count(".") == 3
+    except OSError:
+        return False
+
+
 _REASONS = {errno.ECONNREFUSED: "connection refused", errno.ECONNRESET: "connection reset by peer",
             errno.ETIMEDOUT: "timeout", errno.EHOSTUNREACH: "host is unreachable",
             errno.ENETUNREACH: "network is unreachable", errno.EPIPE: "closed"}

@@ -90,6 +90,7 @@ class SimulatedLan:
         self._connections: dict[tuple[str, int], Connection] = {}
         self._udp_ports: dict[tuple[str, int], int] = {}  # (driver, socket) -> its local port
         self._ports = itertools.count(49152)
+        self.hub_ip = HUB_IP  # the hub's own address on this LAN
 
     # -- what tests and scenarios do -----------------------------------------
 
@@ -182,7 +183,7 @@ class SimulatedLan:
         conn = Connection(self, driver, m["sock"], host, port)
         self._connections[(driver, m["sock"])] = conn
         peer.connected(conn)
-        return {"ok": True, "peer": [host.ip, port], "local": [HUB_IP, next(self._ports)]}
+        return {"ok": True, "peer": [host.ip, port], "local": [self.hub_ip, next(self._ports)]}
 
     def _send(self, driver: str, m: dict) -> dict:
         conn = self._connections.get((driver, m["sock"]))
@@ -209,7 +210,7 @@ class SimulatedLan:
     def _bind(self, driver: str, m: dict) -> dict:
         port = int(m.get("port") or 0) or next(self._ports)
         self._udp_ports[(driver, m["sock"])] = port
-        return {"ok": True, "local": [HUB_IP, port]}
+        return {"ok": True, "local": [self.hub_ip, port]}
 
     def _sendto(self, driver: str, m: dict) -> dict:
         key = (driver, m["sock"])

@@ -47,6 +47,7 @@ local SIGNATURES = {
   lan_sent = {"ip:string?"},
   lan_push = {"ip:string", "path:string", "text:string"},
   lan_drop = {"ip:string"},
+  set_hub_ip = {"ip:string"},
 }
 
 -- {name, type, may be nil} for each parameter of a signature

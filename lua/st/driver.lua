@@ -154,6 +154,14 @@ function Driver:_on_capability_command(device_id, capability, component, name, a
   end)
 end
 
+-- The hub's address changed: environment_info follows, then lan_info_changed_handler(driver, hub_ipv4).
+function Driver:_on_environment(info)
+  for k, v in pairs(info) do self.environment_info[k] = v end
+  if type(self.lan_info_changed_handler) == "function" then
+    self._thread:_queue(host.dispatch_name(), self.lan_info_changed_handler, self, info.hub_ipv4)
+  end
+end
+
 function Driver:_on_net(events)
   require("cosock.socket")._deliver(events)
 end

@@ -75,6 +75,38 @@ function utils.bytes_to_hex_string(bytes)
   return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 
+-- An integer as `length` bytes (big-endian unless `little_endian`); a negative value when
+-- `signed` is stored in two's complement.
+function utils.serialize_int(value, length, signed, little_endian)
+  if math.type and math.type(value) == "float" or value % 1 ~= 0 then
+    error("serialize_int: an integer, got " .. tostring(value), 2)
+  end
+  local span = 2 ^ (8 * length)
+  if (signed and (value < -span / 2 or value >= span / 2)) or (not signed and (value < 0 or value >= span)) then
+    error(string.format("serialize_int: %s does not fit in %d %s bytes", tostring(value), length,
+                        signed and "signed" or "unsigned"), 2)
+  end
+  if value < 0 then value = value + span end
+  local bytes = {}
+  for i = length, 1, -1 do
+    bytes[i] = string.char(math.floor(value % 256))
+    value = math.floor(value / 256)
+  end
+  local out = table.concat(bytes)
+  return little_endian and out:reverse() or out
+end
+
+-- The integer in the first `length` bytes of `buf` (see serialize_int).
+function utils.deserialize_int(buf, length, signed, little_endian)
+  local bytes = buf:sub(1, length)
+  if #bytes < length then error("deserialize_int: " .. #bytes .. " bytes, " .. length .. " needed", 2) end
+  if little_endian then bytes = bytes:reverse() end
+  local value = 0
+  for i = 1, length do value = value * 256 + bytes:byte(i) end
+  if signed and value >= 2 ^ (8 * length - 1) then value = value - 2 ^ (8 * length) end
+  return math.tointeger and math.tointeger(value) or value
+end
+
 function utils.generate_uuid_v4()
   local hex = "0123456789abcdef"
   return (("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx"):gsub("[xy]", function(c)
