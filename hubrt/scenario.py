@@ -89,6 +89,10 @@ VERBS: dict[str, Verb] = {
                      "- lan_push: {ip: 192.168.1.50, path: /events, data: \"data: {\\\"on\\\": true}\\n\\n\"}"),
     "lan_drop": Verb(("ip",), ("ip",), "a host closes its open event streams", "lan_drop 192.168.1.50",
                      "- lan_drop: 192.168.1.50", "ip"),
+    "lan_notify": Verb(("ip", "body"), ("ip", "body"),
+                       "a host sends a UPnP event (NOTIFY) to the drivers subscribed to it",
+                       "lan_notify 192.168.1.90 '<BinaryState>1</BinaryState>'",
+                       "- lan_notify: {ip: 192.168.1.90, body: <BinaryState>1</BinaryState>}"),
     "hub_ip": Verb(("ip",), ("ip",), "give the hub a new LAN address (drivers' lan_info_changed_handler runs)",
                    "hub_ip 192.168.1.3", "- hub_ip: 192.168.1.3", "ip"),
     "assert": Verb(("device", "state", "field", "driver", "datastore", "equals", "component"), ("equals",),
@@ -101,7 +105,7 @@ VERBS: dict[str, Verb] = {
 # Parameters that name something (a device, a driver, a capability...): text, never a list or mapping.
 _TEXT_PARAMS = {"profile", "label", "driver", "network_id", "id", "device", "capability", "command", "component",
                 "kind", "what", "target", "state", "field", "datastore", "manufacturer", "model", "parent", "child_key",
-                "ip", "to", "fault", "path", "data"}
+                "ip", "to", "fault", "path", "data", "body"}
 
 
 @dataclass
@@ -306,6 +310,10 @@ class Runner:
 
     def do_lan_remove(self, ip):
         self.hub.lan.remove_host(ip)
+        self.hub.settle()
+
+    def do_lan_notify(self, ip, body):
+        self.hub.lan.notify(ip, body)
         self.hub.settle()
 
     def do_hub_ip(self, ip):

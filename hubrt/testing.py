@@ -123,7 +123,7 @@ class TestBridge(Bridge):
             "fatal_errors": self.fatal_errors, "lan_host": self.lan_host, "lan_fault": self.lan_fault,
             "lan_move": self.lan_move, "lan_remove": self.lan_remove, "lan_requests": self.lan_requests,
             "lan_sent": self.lan_sent, "lan_push": self.lan_push, "lan_drop": self.lan_drop,
-            "set_hub_ip": self.set_hub_ip,
+            "set_hub_ip": self.set_hub_ip, "lan_notify": self.lan_notify,
         }.items()}
         return {**super().functions(), **guarded, "declare": self.declare}
 
@@ -280,6 +280,12 @@ class TestBridge(Bridge):
     def lan_drop(self, ip: bytes) -> None:
         self.hub.lan.drop_streams(as_text(ip))
         self.hub.settle()
+
+    def lan_notify(self, ip: bytes, body: bytes) -> int:
+        """The host sends a UPnP event to its subscribers (then the drivers run); how many got it."""
+        count = self.hub.lan.notify(as_text(ip), body.decode("latin-1"))
+        self.hub.settle()
+        return count
 
     def set_hub_ip(self, ip: bytes) -> None:
         self.hub.set_hub_ip(as_text(ip))

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -78,7 +79,16 @@ def local_servers():
         def log_message(self, *args):
             pass
 
+        def do_SUBSCRIBE(self):
+            subscriptions.append(self.headers["CALLBACK"])
+            self.send_response(200)
+            self.send_header("SID", "uuid:real-1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    subscriptions: list[str] = []
     http = HTTPServer(("127.0.0.1", 0), Lamp)
+    http.subscriptions = subscriptions
     threading.Thread(target=http.serve_forever, daemon=True).start()
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))
@@ -98,14 +108,14 @@ def local_servers():
     closed.bind(("127.0.0.1", 0))
     free_port = closed.getsockname()[1]
     closed.close()
-    yield http.server_address[1], udp.getsockname()[1], free_port
+    yield http.server_address[1], udp.getsockname()[1], free_port, subscriptions
     stop.set()
     http.shutdown()
     udp.close()
 
 
 def test_real_sockets_reach_servers_on_this_machine(tmp_path, engine, local_servers):
-    http_port, udp_port, free_port = local_servers
+    http_port, udp_port, free_port, _ = local_servers
     script = tmp_path / "real.yml"
     script.write_text(f"""
 - add_device: {{profile: lamp, label: L, network_id: "127.0.0.1:{http_port}"}}
@@ -123,6 +133,35 @@ def test_real_sockets_reach_servers_on_this_machine(tmp_path, engine, local_serv
     data = json.loads(result.stdout[result.stdout.index("{"):])
     assert sorted(data["http"]) == ['L: HTTP/1.0 200 OK | {"on": true}', "Z: connect: connection refused"]
     assert data["udp"] == [f"pong U from 127.0.0.1:{udp_port}"]
+
+
+def test_a_driver_listens_on_the_real_network(tmp_path, local_servers):
+    """The driver subscribes to a UPnP-style server here, which then connects back to the driver's own
+    listening socket with an event while the scenario waits."""
+    http_port, _, _, subscriptions = local_servers
+    script = tmp_path / "listen.yml"
+    script.write_text(f"""
+- add_device: {{profile: lamp, label: L, network_id: "127.0.0.1:{http_port}"}}
+- command: {{device: L, capability: switch, command: "off"}}
+- advance: 3
+- print: datastore
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "hubrt", "run", str(LAN_TOUR), "--network", "real", "--script",
+                             str(script), "--state", str(tmp_path / "s")], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not subscriptions and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert subscriptions, "the driver subscribed"
+    port = int(re.search(r":(\d+)/", subscriptions[0])[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as event:
+        event.sendall(b"NOTIFY / HTTP/1.1\r\nHOST: hub\r\nSID: uuid:real-1\r\nCONTENT-LENGTH: 10\r\n\r\n<on>1</on>")
+        answer = event.recv(1024)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    data = json.loads(out[out.index("{"):])
+    assert data["notify"] == ["subscribed: 200 uuid:real-1", "NOTIFY uuid:real-1 <on>1</on>"], data
 
 
 def test_the_real_network_refuses_a_virtual_clock(tmp_path):

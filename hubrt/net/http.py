@@ -6,11 +6,13 @@ or a function of the request (a Lua function in a test) returning one. A
 response with "stream": true is an event stream (server-sent events): its
 head is sent and the connection stays open; `push` sends text down every open
 stream of a path, `drop_streams` closes them. A request the server cannot
-parse gets 400 and the connection closed, as a real server would answer it.
+parse gets 400 and the connection closed, as a real server would answer it. SUBSCRIBE and
+UNSUBSCRIBE (UPnP eventing) are answered as devices answer them, unless a route says otherwise.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -24,6 +26,8 @@ class HttpPeer:
         self.routes = routes
         self.requests: list[dict] = []  # what drivers asked, oldest first
         self.streams: list[tuple[str, Any]] = []  # (path, connection) of the open event streams
+        self.subscribers: list[tuple[str, str]] = []  # (CALLBACK, SID) of UPnP event subscriptions
+        self._sids = itertools.count(1)
 
     def push(self, path: str, text: str) -> int:
         """Sends text down every open stream of `path`; how many streams got it."""
@@ -32,6 +36,21 @@ class HttpPeer:
         for conn in targets:
             conn.send(text.encode())
         return len(targets)
+
+    def _subscription(self, request: dict) -> dict:
+        """UPnP eventing, as devices answer it: SUBSCRIBE with a CALLBACK gets a SID (SimulatedLan.notify
+        later calls back); UNSUBSCRIBE with the SID ends it."""
+        headers = {k.lower(): v for k, v in request["headers"].items()}
+        if request["method"] == "UNSUBSCRIBE":
+            self.subscribers = [(c, sid) for c, sid in self.subscribers if sid != headers.get("sid")]
+            return {"status": 200}
+        if "sid" in headers:  # a renewal
+            return {"status": 200, "headers": {"SID": headers["sid"], "TIMEOUT": headers.get("timeout", "Second-1800")}}
+        if "callback" not in headers:
+            return {"status": 412, "body": "a SUBSCRIBE needs a CALLBACK"}
+        sid = f"uuid:sub-{next(self._sids)}"
+        self.subscribers.append((headers["callback"], sid))
+        return {"status": 200, "headers": {"SID": sid, "TIMEOUT": headers.get("timeout", "Second-1800")}}
 
     def drop_streams(self) -> None:
         for _, conn in self.streams:
@@ -84,6 +103,8 @@ class HttpPeer:
         path = urlsplit(target).path
         route = next((self.routes[k] for k in (f"{method} {target}", f"{method} {path}", target, path)
                       if k in self.routes), None)
+        if route is None and method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            route = self._subscription
         response = {"status": 404, "body": "not found"} if route is None else (
             route(seen) if callable(route) else route)
         status = int(response.get("status", 200))

@@ -9,6 +9,7 @@ closing -- comes out of `take_events` as the same events the simulated LAN deliv
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import selectors
 import socket
@@ -24,6 +25,8 @@ class RealNetwork:
         self._sockets: dict[int, socket.socket] = {}  # the driver's socket id -> the socket
         self._connecting: set[int] = set()
         self._bound: set[int] = set()  # UDP sockets with an address (sendto binds one first)
+        self._listening: set[int] = set()
+        self._accepted = itertools.count(1_000_000)  # ids of accepted connections (the driver's count up from 1)
 
     def ready(self, timeout: float | None) -> list[int]:
         """The driver's socket ids with something to take (waits up to `timeout`)."""
@@ -36,7 +39,8 @@ class RealNetwork:
 
     def call(self, m: dict) -> dict:
         handler: Callable[[dict], dict] | None = getattr(self, "_" + str(m.get("call")), None)
-        if handler is None or m.get("call") not in ("connect", "send", "close", "bind", "sendto", "resolve", "mdns"):
+        if handler is None or m.get("call") not in ("connect", "send", "close", "bind", "sendto", "resolve", "mdns",
+                                                    "listen", "setpeer"):
             return {"error": f"unknown network call {m.get('call')!r}"}
         try:
             return handler(m)
@@ -103,6 +107,24 @@ class RealNetwork:
         sock.sendto(m["data"].encode("latin-1"), (socket.gethostbyname(m["host"]), int(m["port"])))
         return {"ok": True}
 
+    def _setpeer(self, m: dict) -> dict:
+        """A UDP socket's default peer (no packet is sent): its own address becomes the interface's."""
+        sock = self._open(m["sock"], "udp")
+        sock.connect((socket.gethostbyname(m["host"]), int(m["port"])))
+        self._bound.add(m["sock"])
+        self._watch(m["sock"], selectors.EVENT_READ)
+        return {"ok": True, "local": list(sock.getsockname())}
+
+    def _listen(self, m: dict) -> dict:
+        sock = self._open(m["sock"], "tcp")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        host = m.get("host") or ""
+        sock.bind(("" if host in ("*", "0.0.0.0") else host, int(m.get("port") or 0)))
+        sock.listen(16)
+        self._listening.add(m["sock"])
+        self._watch(m["sock"], selectors.EVENT_READ)
+        return {"ok": True, "local": list(sock.getsockname())}
+
     def _resolve(self, m: dict) -> dict:
         return {"ip": socket.gethostbyname(m["host"])}
 
@@ -113,6 +135,7 @@ class RealNetwork:
         sock = self._sockets.pop(sock_id, None)
         self._connecting.discard(sock_id)
         self._bound.discard(sock_id)
+        self._listening.discard(sock_id)
         if sock is not None:
             try:
                 self.selector.unregister(sock)
@@ -127,6 +150,18 @@ class RealNetwork:
         for sock_id in ready:
             sock = self._sockets.get(sock_id)
             if sock is None:
+                continue
+            if sock_id in self._listening:
+                try:
+                    client, peer = sock.accept()
+                except BlockingIOError:
+                    continue
+                client.setblocking(False)
+                client_id = next(self._accepted)
+                self._sockets[client_id] = client
+                self._watch(client_id, selectors.EVENT_READ)
+                events.append({"sock": sock_id, "accepted": client_id, "peer": list(peer),
+                               "local": list(client.getsockname())})
                 continue
             if sock_id in self._connecting:
                 self._connecting.discard(sock_id)

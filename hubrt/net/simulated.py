@@ -13,6 +13,7 @@ hub turns into a `net` dispatch after the current one.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -34,10 +35,12 @@ class NetError(InputError):
 
 
 class Connection:
-    """One TCP connection from a driver's socket to a peer; the peer's end of it."""
+    """One TCP connection between a driver's socket and a peer on `host` (the driver connected
+    out, or the host connected to a driver's listening socket); the peer's end of it."""
 
-    def __init__(self, lan: SimulatedLan, driver: str, sock: int, host: Host, port: int) -> None:
-        self.lan, self.driver, self.sock, self.host, self.port = lan, driver, sock, host, port
+    def __init__(self, lan: SimulatedLan, driver: str, sock: int, host: Host, port: int, peer: Any) -> None:
+        """`port`: the host's port the driver connected to, or the hub's port the host connected to."""
+        self.lan, self.driver, self.sock, self.host, self.port, self.peer = lan, driver, sock, host, port, peer
         self.closed = False
         self.state: Any = None  # the peer's own per-connection state
 
@@ -72,6 +75,24 @@ class Host:
     fault: str | None = None
 
 
+class Caller:
+    """A host's side of a connection it made to a driver's listening socket: it keeps what the
+    driver answered, and closes once an answer came."""
+
+    def __init__(self) -> None:
+        self.answers: list[bytes] = []
+
+    def connected(self, conn: Connection) -> None:
+        pass
+
+    def received(self, conn: Connection, data: bytes) -> None:
+        self.answers.append(data)
+        conn.close()
+
+    def closed(self, conn: Connection) -> None:
+        pass
+
+
 @dataclass
 class Sent:
     """What a driver sent, as a test or a scenario sees it."""
@@ -89,6 +110,8 @@ class SimulatedLan:
         self.sent: list[Sent] = []
         self._connections: dict[tuple[str, int], Connection] = {}
         self._udp_ports: dict[tuple[str, int], int] = {}  # (driver, socket) -> its local port
+        self._listeners: dict[int, tuple[str, int]] = {}  # a port of the hub -> (driver, listening socket)
+        self._accepted = itertools.count(1_000_000)  # ids of accepted connections (a driver's count up from 1)
         self._ports = itertools.count(49152)
         self.hub_ip = HUB_IP  # the hub's own address on this LAN
 
@@ -146,11 +169,11 @@ class SimulatedLan:
         for key in [k for k in self._connections if k[0] == driver]:
             conn = self._connections.pop(key)
             conn.closed = True
-            peer = conn.host.tcp.get(conn.port)
-            if peer is not None:
-                peer.closed(conn)
+            conn.peer.closed(conn)
         for key in [k for k in self._udp_ports if k[0] == driver]:
             del self._udp_ports[key]
+        for port in [p for p, owner in self._listeners.items() if owner[0] == driver]:
+            del self._listeners[port]
 
     def _host(self, ip: str) -> Host:
         host = self.hosts.get(ip)
@@ -180,7 +203,7 @@ class SimulatedLan:
         peer = host.tcp.get(port)
         if peer is None or host.fault == "refuse":
             raise NetError("connection refused")
-        conn = Connection(self, driver, m["sock"], host, port)
+        conn = Connection(self, driver, m["sock"], host, port, peer)
         self._connections[(driver, m["sock"])] = conn
         peer.connected(conn)
         return {"ok": True, "peer": [host.ip, port], "local": [self.hub_ip, next(self._ports)]}
@@ -196,15 +219,17 @@ class SimulatedLan:
         if conn.host.fault == "reset":
             conn.reset()
             return {"ok": True}
-        conn.host.tcp[conn.port].received(conn, data)
+        conn.peer.received(conn, data)
         return {"ok": True}
 
     def _close(self, driver: str, m: dict) -> dict:
         conn = self._connections.pop((driver, m["sock"]), None)
         if conn is not None and not conn.closed:
             conn.closed = True
-            conn.host.tcp[conn.port].closed(conn)
+            conn.peer.closed(conn)
         self._udp_ports.pop((driver, m["sock"]), None)
+        for port in [p for p, owner in self._listeners.items() if owner == (driver, m["sock"])]:
+            del self._listeners[port]
         return {"ok": True}
 
     def _bind(self, driver: str, m: dict) -> dict:
@@ -225,6 +250,49 @@ class SimulatedLan:
                     self.deliver(driver, {"sock": m["sock"], "data": reply, "from": [host.ip, SSDP_GROUP[1]]})
         return {"ok": True}
 
+    def _listen(self, driver: str, m: dict) -> dict:
+        port = int(m.get("port") or 0) or next(self._ports)
+        if port in self._listeners:
+            raise NetError("address already in use")
+        self._listeners[port] = (driver, m["sock"])
+        return {"ok": True, "local": [self.hub_ip, port]}
+
+    def _setpeer(self, driver: str, m: dict) -> dict:
+        port = self._udp_ports.get((driver, m["sock"])) or self._bind(driver, m)["local"][1]
+        return {"ok": True, "local": [self.hub_ip, port]}
+
+    def call_driver(self, host: Host, port: int, data: bytes) -> Caller | None:
+        """The host connects to a port of the hub and sends `data`: the driver listening there accepts
+        the connection (a `Caller` keeps its answer); None when nothing listens there."""
+        owner = self._listeners.get(port)
+        if owner is None or host.fault is not None:
+            return None
+        driver, listener = owner
+        caller = Caller()
+        conn = Connection(self, driver, next(self._accepted), host, port, caller)
+        self._connections[(driver, conn.sock)] = conn
+        self.deliver(driver, {"sock": listener, "accepted": conn.sock, "peer": [host.ip, next(self._ports)],
+                              "local": [self.hub_ip, port]})
+        conn.send(data)
+        return caller
+
+    def notify(self, ip: str, body: str) -> int:
+        """The host sends a UPnP event (NOTIFY with `body`) to every driver subscribed to it; how many."""
+        host = self._host(ip)
+        sent = 0
+        for peer in host.tcp.values():
+            if isinstance(peer, HttpPeer):
+                for callback, sid in peer.subscribers:
+                    target = _callback_target(callback)
+                    if target is None or target[0] != self.hub_ip:
+                        continue
+                    request = (f"NOTIFY {target[2]} HTTP/1.1\r\nHOST: {target[0]}:{target[1]}\r\n"
+                               f"CONTENT-TYPE: text/xml; charset=\"utf-8\"\r\nNT: upnp:event\r\nNTS: upnp:propchange\r\n"
+                               f"SID: {sid}\r\nSEQ: 0\r\nCONTENT-LENGTH: {len(body.encode())}\r\n\r\n{body}")
+                    if self.call_driver(host, target[1], request.encode()) is not None:
+                        sent += 1
+        return sent
+
     def _mdns(self, driver: str, m: dict) -> dict:
         """st.mdns.discover (the service type comes as `host`, the domain as `data`)."""
         wanted, domain = m.get("host"), m.get("data") or "local"
@@ -241,6 +309,12 @@ class SimulatedLan:
         if host is None:
             raise NetError("host not found")
         return {"ip": host.ip}
+
+
+def _callback_target(callback: str) -> tuple[str, int, str] | None:
+    """(ip, port, path) of a UPnP CALLBACK header: <http://192.168.1.2:49152/path>."""
+    match = re.match(r"<?http://([\d.]+):(\d+)(/[^>]*)?>?", callback.strip())
+    return (match[1], int(match[2]), match[3] or "/") if match else None
 
 
 def _ssdp_matches(search: bytes, headers: dict[str, str]) -> bool:
@@ -263,4 +337,6 @@ _CALLS: dict[str, Callable[[SimulatedLan, str, dict], dict]] = {
     "sendto": SimulatedLan._sendto,
     "resolve": SimulatedLan._resolve_call,
     "mdns": SimulatedLan._mdns,
+    "listen": SimulatedLan._listen,
+    "setpeer": SimulatedLan._setpeer,
 }

@@ -57,11 +57,15 @@ local Tcp = {}
 Tcp.__index = Tcp
 Tcp.__tostring = function(self) return "tcp{" .. self.state .. "}: " .. self.id end
 
-local function new_socket(kind, mt)
-  next_id = next_id + 1
-  local sock = setmetatable({id = next_id, kind = kind, state = "new", buf = "", queue = {}, wakers = {},
+-- `id`: given by the network for a connection a listening socket accepted.
+local function new_socket(kind, mt, id)
+  if id == nil then
+    next_id = next_id + 1
+    id = next_id
+  end
+  local sock = setmetatable({id = id, kind = kind, state = "new", buf = "", queue = {}, wakers = {},
                              timeout = nil}, mt)
-  sockets[sock.id] = sock
+  sockets[id] = sock
   return sock
 end
 
@@ -159,7 +163,7 @@ local function close(sock, known)
 end
 
 function Tcp:close()
-  return close(self, self.state == "connected" or self.state == "connecting")
+  return close(self, self.state == "connected" or self.state == "connecting" or self.state == "listening")
 end
 
 function Tcp:shutdown() return 1 end
@@ -174,18 +178,39 @@ function Tcp:getsockname()
   return self.me[1], self.me[2]
 end
 
-local function unsupported(name)
-  return function()
-    return nil, name .. " is not supported on hubrt's simulated LAN yet (a driver can connect out, not listen)"
+-- A server: bind (where), listen (from now on), accept (a connected socket per client).
+function Tcp:bind(address, port)
+  port = check_address(address, port, "bind")
+  if self.state ~= "new" then return nil, "bind: the socket is already " .. self.state end
+  self.bind_to = {address, port}
+  return 1
+end
+
+function Tcp:listen()
+  if self.state ~= "new" then return nil, "listen: the socket is already " .. self.state end
+  local bind = self.bind_to or {"*", 0}
+  local answer = net("listen", self, bind[1], bind[2])
+  if answer.error then return nil, answer.error end
+  self.state, self.me, self.clients = "listening", answer["local"], {}
+  return 1
+end
+
+function Tcp:accept()
+  if self.state ~= "listening" then return nil, "accept: the socket is not listening" end
+  while true do
+    local client = table.remove(self.clients, 1)
+    if client then return client end
+    local _, _, err = yield({self}, nil, self.timeout)
+    if err then return nil, err end
+    if self.state == "closed" then return nil, "closed" end
   end
 end
-Tcp.bind, Tcp.listen, Tcp.accept = unsupported("bind"), unsupported("listen"), unsupported("accept")
 
 function Tcp:setwaker(kind, waker)
   self.wakers[kind] = waker
   if not waker then return end
   if kind == "recvr" and ((#self.buf > 0 and not self.need_more) or self.peer_closed or self.error
-                          or self.state == "closed") then
+                          or self.state == "closed" or (self.clients and #self.clients > 0)) then
     waker()
   elseif kind == "sendr" and self.state ~= "connecting" then
     waker()
@@ -217,7 +242,10 @@ end
 
 function Udp:setpeername(address, port)
   port = check_address(address, port, "setpeername")
-  self.peer = {address, port}
+  -- the system picks the address of the interface toward the peer (getsockname tells it)
+  local answer = net("setpeer", self, address, port)
+  if answer.error then return nil, answer.error end
+  self.me, self.state, self.peer = answer["local"], "bound", {address, port}
   return 1
 end
 
@@ -313,6 +341,11 @@ function deliver(events)
           sock.buf = sock.buf .. event.data
           sock.need_more = false
         end
+      end
+      if event.accepted and sock.state == "listening" then -- a client connected
+        local client = new_socket("tcp", Tcp, event.accepted)
+        client.state, client.peer, client.me = "connected", event.peer, event["local"]
+        sock.clients[#sock.clients + 1] = client
       end
       if event.connected and sock.state == "connecting" then
         sock.state, sock.peer, sock.me = "connected", event.peer, event["local"]

@@ -48,6 +48,7 @@ local SIGNATURES = {
   lan_push = {"ip:string", "path:string", "text:string"},
   lan_drop = {"ip:string"},
   set_hub_ip = {"ip:string"},
+  lan_notify = {"ip:string", "body:string"},
 }
 
 -- {name, type, may be nil} for each parameter of a signature
