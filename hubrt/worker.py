@@ -277,6 +277,7 @@ def serve(worker: Worker, outbox: Outbox) -> None:
         if reply is not None:
             outbox.reply(reply, worker.end_batch)
         if message["op"] == "stop":
+            outbox.flush()  # the last reply goes out whatever else the hub sent meanwhile
             return
 
 
