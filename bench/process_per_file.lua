@@ -23,10 +23,13 @@ if mode == "driver" then
   local host = setmetatable({raise = error, where = function() return "" end},
                             {__index = function() return function() end end})
   local function runtime_module(name)
-    local path = lua_dir .. "/" .. name:gsub("%.", "/") .. ".lua"
-    return assert(loadfile(path))(name, host)
+    local base = lua_dir .. "/" .. name:gsub("%.", "/")
+    local chunk = loadfile(base .. ".lua") or assert(loadfile(base .. "/init.lua"))
+    return chunk(name, host)
   end
-  for _, name in ipairs{"st.driver", "st.device", "st.capabilities", "st.json", "st.utils", "log", "hubrt.tables"} do
+  for _, name in ipairs{"st.driver", "st.device", "st.thread", "st.capabilities", "st.json", "st.utils", "log",
+                        "hubrt.tables", "hubrt.logger", "cosock", "cosock.channel", "cosock.bus", "cosock.timer",
+                        "cosock.socket"} do
     package.preload[name] = runtime_module
   end
   local store

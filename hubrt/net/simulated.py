@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from hubrt.inputs import InputError
-from hubrt.net.http import HttpPeer
 
 HUB_IP = "192.168.1.2"
 SSDP_GROUP = ("239.255.255.250", 1900)
@@ -123,6 +122,8 @@ class SimulatedLan:
         `mdns`: the services it advertises."""
         host = Host(ip, name)
         if http is not None:
+            from hubrt.net.http import HttpPeer  # h11 is loaded only where a LAN has an HTTP server
+
             host.tcp[int(http.get("port", 80))] = HttpPeer(http.get("routes") or {})
         host.ssdp = ssdp
         host.mdns = list(mdns or [])
@@ -151,18 +152,17 @@ class SimulatedLan:
 
     def push(self, ip: str, path: str, text: str) -> int:
         """Sends text down the host's open event streams of `path`; how many got it."""
-        return sum(peer.push(path, text) for peer in self._host(ip).tcp.values() if isinstance(peer, HttpPeer))
+        return sum(peer.push(path, text) for peer in _http_peers(self._host(ip)))
 
     def drop_streams(self, ip: str) -> None:
         """The host closes its open event streams (as when it reboots)."""
-        for peer in self._host(ip).tcp.values():
-            if isinstance(peer, HttpPeer):
-                peer.drop_streams()
+        for peer in _http_peers(self._host(ip)):
+            peer.drop_streams()
 
     def requests(self, ip: str | None = None) -> list[dict]:
         """The HTTP requests the peers received, oldest first."""
-        return [r for h in self.hosts.values() if ip is None or h.ip == ip
-                for peer in h.tcp.values() if isinstance(peer, HttpPeer) for r in peer.requests]
+        return [r for h in self.hosts.values() if ip is None or h.ip == ip for peer in _http_peers(h)
+                for r in peer.requests]
 
     def forget(self, driver: str) -> None:
         """A driver's sockets are gone (it crashed or stopped): its connections close."""
@@ -280,35 +280,48 @@ class SimulatedLan:
         """The host sends a UPnP event (NOTIFY with `body`) to every driver subscribed to it; how many."""
         host = self._host(ip)
         sent = 0
-        for peer in host.tcp.values():
-            if isinstance(peer, HttpPeer):
-                for callback, sid in peer.subscribers:
-                    target = _callback_target(callback)
-                    if target is None or target[0] != self.hub_ip:
-                        continue
-                    request = (f"NOTIFY {target[2]} HTTP/1.1\r\nHOST: {target[0]}:{target[1]}\r\n"
-                               f"CONTENT-TYPE: text/xml; charset=\"utf-8\"\r\nNT: upnp:event\r\nNTS: upnp:propchange\r\n"
-                               f"SID: {sid}\r\nSEQ: 0\r\nCONTENT-LENGTH: {len(body.encode())}\r\n\r\n{body}")
-                    if self.call_driver(host, target[1], request.encode()) is not None:
-                        sent += 1
+        for peer in _http_peers(host):
+            for callback, sid in peer.subscribers:
+                target = _callback_target(callback)
+                if target is None or target[0] != self.hub_ip:
+                    continue
+                request = (f"NOTIFY {target[2]} HTTP/1.1\r\nHOST: {target[0]}:{target[1]}\r\n"
+                           f"CONTENT-TYPE: text/xml; charset=\"utf-8\"\r\nNT: upnp:event\r\nNTS: upnp:propchange\r\n"
+                           f"SID: {sid}\r\nSEQ: 0\r\nCONTENT-LENGTH: {len(body.encode())}\r\n\r\n{body}")
+                if self.call_driver(host, target[1], request.encode()) is not None:
+                    sent += 1
         return sent
 
     def _mdns(self, driver: str, m: dict) -> dict:
-        """st.mdns.discover (the service type comes as `host`, the domain as `data`)."""
+        """st.mdns.discover (the service type comes as `host`, the domain as `data`), answered in the
+        hub's shape: `found` (each TXT entry as a list of byte values) and the raw `answers` records."""
         wanted, domain = m.get("host"), m.get("data") or "local"
-        found = [{"service_info": {"name": s.get("name", host.name or host.ip), "service_type": wanted,
-                                   "domain": domain},
-                  "host_info": {"address": host.ip, "port": int(s.get("port", 0)), "name": host.name or host.ip},
-                  "txt": {"text": [str(t) for t in s.get("txt", [])]}}
-                 for host in self.hosts.values() if host.fault is None
-                 for s in host.mdns if s.get("service_type") == wanted and s.get("domain", "local") == domain]
-        return {"found": found}
+        found, answers = [], []
+        for host in self.hosts.values():
+            for service in host.mdns if host.fault is None else ():
+                if service.get("service_type") != wanted or service.get("domain", "local") != domain:
+                    continue
+                name = str(service.get("name", host.name or host.ip))
+                hostname, srvname = f"{host.name or host.ip}.{domain}", f"{name}.{wanted}.{domain}"
+                port, txt = int(service.get("port", 0)), [str(t) for t in service.get("txt", [])]
+                found.append({"service_info": {"name": name, "service_type": wanted, "domain": domain},
+                              "host_info": {"address": host.ip, "port": port, "name": hostname},
+                              "txt": {"text": [list(t.encode()) for t in txt]}})
+                answers += [{"name": srvname, "kind": {"SrvRecord": {"target": hostname, "port": port}}},
+                            {"name": hostname, "kind": {"ARecord": {"ipv4": host.ip}}},
+                            {"name": srvname, "kind": {"TxtRecord": {"text": txt}}}]
+        return {"found": found, "answers": answers}
 
     def _resolve_call(self, driver: str, m: dict) -> dict:
         host = self._resolve(m["host"])
         if host is None:
             raise NetError("host not found")
         return {"ip": host.ip}
+
+
+def _http_peers(host: Host) -> list:
+    """The host's HTTP servers (hubrt.net.http.HttpPeer)."""
+    return [peer for peer in host.tcp.values() if hasattr(peer, "routes")]
 
 
 def _callback_target(callback: str) -> tuple[str, int, str] | None:
