@@ -239,9 +239,15 @@ function cosock._yield(recvt, sendt, timeout)
 end
 
 cosock.channel = require "cosock.channel"
-cosock.bus = require "cosock.bus"
-cosock.timer = require "cosock.timer"
-cosock.socket = require "cosock.socket"
+-- the rest is loaded when a driver first uses it (every driver starts cosock; few use all of it)
+local LATER = {bus = "cosock.bus", timer = "cosock.timer", socket = "cosock.socket", ssl = "cosock.ssl"}
+setmetatable(cosock, {__index = function(t, name)
+  local module = LATER[name]
+  if module == nil then return nil end
+  local loaded = require(module)
+  rawset(t, name, loaded)
+  return loaded
+end})
 
 -- cosock.asyncify(name): the module with `socket` meaning cosock's sockets, which in hubrt it
 -- always does (require "socket" gives cosock.socket).
