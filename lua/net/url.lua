@@ -1,5 +1,5 @@
 -- `require "net.url"`: net-url's parse/build. A parsed URL has scheme, user, password,
--- host, port (a number), path, query (a table of names to values) and fragment, and
+-- host, port (a number), authority, path, query (a table of names to values) and fragment, and
 -- `:build()` (or tostring) gives its text back.
 local socket_url = require "socket.url"
 
@@ -33,6 +33,10 @@ function M.parse(text)
   local u = setmetatable({scheme = parts.scheme, user = parts.user, password = parts.password, host = parts.host,
                           port = tonumber(parts.port), path = parts.path or "", fragment = parts.fragment}, Url)
   u.query = parse_query(parts.query)
+  if u.host then
+    u.authority = (u.user and (u.user .. (u.password and (":" .. u.password) or "") .. "@") or "") .. u.host
+                  .. (u.port and (":" .. u.port) or "")
+  end
   return u
 end
 
