@@ -26,8 +26,7 @@ from hubrt.coverage import LineCoverage
 from hubrt.driver import DriverOptions, DriverRuntime, Outcome
 from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, LuaFailure
 from hubrt.inputs import preferences_problem, valid_seconds
-from hubrt.net.real import is_ipv4, local_ipv4
-from hubrt.net.simulated import HUB_IP, SimulatedLan
+from hubrt.net.hub_side import HubNetwork
 from hubrt.package import DriverPackage, load_package
 from hubrt.devices import Device, Devices, HubError
 from hubrt.store import Store, StoreError
@@ -142,10 +141,8 @@ class Hub:
         # what drivers asked of the hub (devices to create or change, commands to inject), done once the
         # dispatch that asked is over
         self._deferred: list[Callable[[], Any]] = []
-        self.lan = SimulatedLan(self._net_arrived)  # the outside world: it outlives hub restarts
-        # what driver.environment_info holds (set_hub_ip changes it, and drivers hear of it)
-        self.environment = {"hub_ipv4": HUB_IP if network == "simulated" else local_ipv4(), "hub_ipv6": None}
-        self._net_pending: dict[str, list[dict]] = {}  # driver -> what its sockets got, not yet delivered
+        self.net = HubNetwork(network, self._post_net, self._deferred.append)
+        self.lan = self.net.lan
         self._crashes: dict[str, int] = {}  # crashes in a row, per driver
         self.stop_requested = False  # set from a signal handler; honoured between dispatches
         # (process CPU time, message): a Lua test's time limit, for the loops of timers it runs in Python
@@ -193,7 +190,7 @@ class Hub:
             self.drivers[name] = driver
             self.devices.stale.discard(name)
             done = driver.call(self._message("start", what="src/init.lua", devices=self.devices.records(name),
-                                             environment=self.environment))
+                                             environment=self.net.environment))
             outcome = done.outcome
             for what, failure in done.reports:  # tasks the main chunk started
                 self._report(name, what, failure)
@@ -318,12 +315,8 @@ class Hub:
             self.update_metadata_from_driver(driver, m["device"], m["meta"])
         elif op == "inject":
             self.inject_from_driver(driver, m["device"], m["capability"], m["command"], m["args"])
-        elif op == "net":  # what the peer sent back at once travels with the answer
-            answer = self.lan.call(driver, m)
-            events = self._net_pending.pop(driver, None)
-            if events:
-                answer["events"] = events
-            return answer
+        elif op == "net":
+            return self.net.call(driver, m)
         elif op == "net_close":
             self.lan.call(driver, {**m, "call": "close"})
         elif op == "local_done":  # the worker ran what its real sockets got, between the hub's dispatches
@@ -441,18 +434,11 @@ class Hub:
         if self._deferred:
             self.settle()
 
-    def _net_arrived(self, driver: str, event: dict) -> None:
-        """What the LAN sends a driver's socket: one `net` dispatch after the current one."""
-        if not self._net_pending:
-            self._deferred.append(self._deliver_net)
-        self._net_pending.setdefault(driver, []).append(event)
-
-    def _deliver_net(self) -> None:
-        pending, self._net_pending = self._net_pending, {}
-        for name, events in pending.items():
-            driver = self.drivers.get(name)
-            if isinstance(driver, WorkerHandle):
-                self._dispatch(driver, "network", None, "net", events=events)
+    def _post_net(self, name: str, events: list[dict]) -> None:
+        """What the LAN sent a driver's sockets, as one dispatch."""
+        driver = self.drivers.get(name)
+        if isinstance(driver, WorkerHandle):
+            self._dispatch(driver, "network", None, "net", events=events)
 
     def _run_deferred(self) -> None:
         while self._deferred:
@@ -537,13 +523,10 @@ class Hub:
     def set_hub_ip(self, ip: str) -> None:
         """The hub's LAN address changes (a new DHCP lease): each driver's environment_info follows, and
         its lan_info_changed_handler runs."""
-        if not is_ipv4(ip):
-            raise HubError(f"the hub's address must be an IPv4 address like 192.168.1.3, got {ip!r}")
-        self.environment["hub_ipv4"] = ip
-        self.lan.hub_ip = ip
+        self.net.set_hub_ip(ip)
         for driver in list(self.drivers.values()):
             if isinstance(driver, WorkerHandle):
-                self._dispatch(driver, "environment update", None, "environment", environment=self.environment)
+                self._dispatch(driver, "environment update", None, "environment", environment=self.net.environment)
         self.settle()
 
     def discover(self, driver: str) -> None:
