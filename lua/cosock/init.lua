@@ -78,9 +78,9 @@ local function describe(task)
   return task.what or ("cosock task " .. (task.name and ("'" .. tostring(task.name) .. "'") or tostring(task.co)))
 end
 
+-- (ipairs, as check_waitable: a list such as {channel, maybe_nil_socket} ends at its first nil)
 local function set_wakers(list, kind, task, gen)
-  for i = 1, #list do
-    local obj = list[i]
+  for _, obj in ipairs(list) do
     obj:setwaker(kind, gen and function() wake(task, gen, kind, obj) end)
   end
 end
