@@ -81,6 +81,12 @@ class Timers:
         if driver is None:
             self._heap.clear()
 
+    def any_due(self, end: float) -> bool:
+        """Whether a live timer is due by `end` (nothing is taken off)."""
+        while self._heap and self._live.get((self._heap[0].driver, self._heap[0].id)) is not self._heap[0]:
+            heapq.heappop(self._heap)  # a cancelled timer: dropped now rather than later
+        return bool(self._heap) and self._heap[0].due <= end
+
     def pop_due(self, end: float) -> Timer | None:
         """The next timer due by `end`, taken off (a repeating one set again for its next time)."""
         while self._heap and self._heap[0].due <= end:

@@ -426,6 +426,12 @@ class Hub:
         """driver:inject_capability_command: delivered like any command, after the current dispatch."""
         self._deferred.append(lambda: self.command(device_id, capability, command, args or None, wait=False))
 
+    def has_idle_work(self) -> bool:
+        """Whether a timer is due or a worker has said something on its own: what `advance(0)` would
+        take in (the prompt asks this while nobody types)."""
+        return self.timers.any_due(self.clock.now()) or any(
+            isinstance(driver, WorkerHandle) and driver.has_news() for driver in self.drivers.values())
+
     def _poll_workers(self) -> None:
         """While the hub waits in real time: what idle workers did on their own (real sockets)."""
         for driver in list(self.drivers.values()):

@@ -12,6 +12,7 @@ Line editing is prompt_toolkit's.
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import signal
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, Callable, Iterator
 
 import yaml
 from prompt_toolkit import PromptSession
+from prompt_toolkit.application import run_in_terminal
 from prompt_toolkit.completion import Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory
@@ -227,6 +229,9 @@ class StepCompleter(Completer):
         return []
 
 
+IDLE_TICK = 0.1  # seconds between looks at the hub while nobody types
+
+
 class Prompt:
     """The read-run loop. Ctrl-C clears the line at the prompt and interrupts a running step;
     SIGTERM, Ctrl-D and `quit` end it, after which the hub stops gracefully."""
@@ -252,6 +257,26 @@ class Prompt:
         if self._reading and app.is_running:  # end the line being read, from inside its event loop
             app.loop.call_soon_threadsafe(lambda: app.exit(exception=StopRequested("the hub was told to stop")))
 
+    def _work_while_idle(self) -> None:
+        """While nobody types, the hub goes on: timers come due on the real clock, drivers on the real
+        network hear from their devices. Checked every IDLE_TICK seconds inside the prompt's own event
+        loop (so never beside a running step); the prompt steps aside while the hub prints."""
+        async def idle() -> None:
+            while True:
+                await asyncio.sleep(IDLE_TICK)
+                if self.hub.has_idle_work():
+                    await run_in_terminal(self._idle_step)
+
+        self.session.app.create_background_task(idle())
+
+    def _idle_step(self) -> None:
+        try:
+            self.hub.advance(0)
+        except (InputError, AssertionFailed) as e:
+            self.error(str(e))
+        except StopRequested:
+            pass  # the prompt is ended by the signal handler
+
     def run(self) -> None:
         old = {sig: signal.signal(sig, self._signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -265,7 +290,7 @@ class Prompt:
         while True:
             try:
                 self._reading = True
-                line = self.session.prompt("hubrt> ").strip()
+                line = self.session.prompt("hubrt> ", pre_run=self._work_while_idle).strip()
             except KeyboardInterrupt:  # Ctrl-C: the line is cleared
                 continue
             except EOFError:

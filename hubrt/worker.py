@@ -346,6 +346,10 @@ class WorkerHandle:
         """Takes in what an idle worker did on its own (its real sockets); a worker that died meanwhile."""
         return []
 
+    def has_news(self) -> bool:
+        """Whether the worker has said something not yet taken in (nothing is taken)."""
+        return False
+
     def call(self, message: dict) -> Completion:
         """Posts one dispatch and waits for it (the worker must be idle)."""
         done = (self.post(message) + self.settle())[-1]
@@ -492,6 +496,12 @@ class ProcessWorker(WorkerHandle):
 
     def settle(self) -> list[Completion]:
         return self._drain(0) if self._in_flight else []
+
+    def has_news(self) -> bool:
+        try:
+            return self.channel is not None and (self.channel.pending() or self.channel.at_eof)
+        except ChannelClosed:
+            return True
 
     def poll(self) -> list[Completion]:
         if self._in_flight or self.channel is None:

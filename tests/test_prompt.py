@@ -154,6 +154,25 @@ def test_ctrl_c_interrupts_a_running_step_and_the_hub_goes_on(prompt):
     child.expect(shown("switch.switch", "off"))
 
 
+def test_the_hub_goes_on_while_nobody_types(prompt, tmp_path):
+    """At the prompt (real clock) a timer comes due and its handler runs without a line typed."""
+    pkg = make_driver(tmp_path / "later", """
+        local log = require "log"
+        require("st.driver")("later", {capability_handlers = {switch = {on = function(driver)
+          driver:call_with_delay(1, function() log.info("a second later") end)
+          log.info("timer set")
+        end}}}):run()
+    """, key="later")
+    child = prompt(pkg)
+    child.sendline("add_device switch S")
+    child.expect("hubrt> ")
+    child.sendline("command S switch on")
+    child.expect("timer set")
+    child.expect("a second later", timeout=10)  # nothing typed meanwhile
+    child.sendline("quit")
+    child.expect(pexpect.EOF)
+
+
 def test_history_is_kept_across_runs(prompt, tmp_path):
     child = prompt()
     child.sendline("add_device dimmer Lamp")
