@@ -23,6 +23,16 @@ def shown(attribute: str, value) -> str:
     return re.escape(attribute) + r" = (\x1b\[[0-9;]*m)*" + re.escape(repr(value))
 
 
+# What a terminal may put between two characters it draws: control sequences, line moves.
+_DRAWING = r"(?:\x1b\[[0-9;?]*[A-Za-z]|\r|\n)*"
+
+
+def drawn(text: str) -> str:
+    """The characters of `text` in order as the screen shows them, whatever the terminal interleaves
+    (under load prompt_toolkit may draw a completed word in two writes, with cursor moves between)."""
+    return _DRAWING.join(re.escape(c) for c in text)
+
+
 def spawn(*drivers, state) -> pexpect.spawn:
     child = pexpect.spawn(sys.executable, ["-m", "hubrt", "run", *map(str, drivers), "--state", str(state)],
                           cwd=str(ROOT), env=ENV, encoding="utf-8", timeout=15, dimensions=(40, 200))
@@ -105,7 +115,7 @@ def test_tab_completes_labels_commands_and_enum_values(prompt, tmp_path):
 
     def complete(typed: str, completed: str) -> None:
         child.send(typed + "\t")
-        child.expect(re.escape(completed))  # what a person waits to see before typing on
+        child.expect(drawn(completed))  # what a person waits to see before typing on
 
     complete("command De", "'Desk lamp'")  # a label with a space: completed, quoted
     complete(" switchL", "switchLevel")  # a capability of that device
