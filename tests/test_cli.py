@@ -125,3 +125,27 @@ def test_driver_text_cannot_drive_the_terminal(tmp_path):
     for text in (result.stdout, result.stderr):
         assert "\x1b" not in text and "\x07" not in text
     assert "L\\x1b]0;pwned\\x07RED" in result.stdout and "L\\x1b]0;pwned\\x07RED" in result.stderr
+
+
+def test_a_script_runs_its_cosock_tasks_in_cosock_run(tmp_path, engine):
+    """In `hubrt lua`, cosock.run() runs the tasks until each has ended; a sleep (it needs the hub's
+    timers) is an error at its line."""
+    script = tmp_path / "tasks.lua"
+    script.write_text("""local cosock = require "cosock"
+local tx, rx = cosock.channel.new()
+cosock.spawn(function() for i = 1, 3 do tx:send(i) end tx:close() end, "producer")
+cosock.spawn(function()
+  for n in function() return (rx:receive()) end do print("got " .. n) end
+end, "consumer")
+cosock.run()
+print("all done")
+""")
+    result = hubrt("lua", str(script), "--lua", engine, "--state", str(tmp_path / "s"), check=True)
+    assert result.stdout.splitlines()[:4] == ["got 1", "got 2", "got 3", "all done"], result.stdout
+    sleeper = tmp_path / "sleeper.lua"
+    sleeper.write_text('local cosock = require "cosock"\n'
+                       'cosock.spawn(function() cosock.socket.sleep(1) end, "sleeper")\n'
+                       'cosock.run()\n')
+    result = hubrt("lua", str(sleeper), "--lua", engine, "--state", str(tmp_path / "s2"))
+    assert result.returncode == 1 and "sleeper.lua:2: cosock: timeouts and sleeps need the hub's timers" in (
+        result.stdout + result.stderr), result.stdout + result.stderr

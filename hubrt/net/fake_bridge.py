@@ -66,12 +66,12 @@ class FakeBridge:
                 self.wfile.write(body)
 
             def _stream(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Cache-Control", "no-cache")
-                self.end_headers()
-                self.wfile.flush()
-                with bridge._lock:
+                with bridge._lock:  # registered before a change can be sent, which takes the same lock
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Cache-Control", "no-cache")
+                    self.end_headers()
+                    self.wfile.flush()
                     bridge._streams.append(self.wfile)
                 self.close_connection = False
                 threading.Event().wait()  # the stream stays open until the bridge stops

@@ -127,7 +127,7 @@ end
 local function failed(task, err)
   finish(task)
   local kind = host.stop_kind(err)
-  if kind == "exit" then error(err, 0) end
+  if kind == "exit" or not host.task_failed then error(err, 0) end -- (a standalone script: it fails)
   if kind ~= nil then
     host.task_failed(describe(task), kind, tostring(err), "")
   else
@@ -207,8 +207,18 @@ function cosock.spawn(fn, name)
   spawn(fn, name)
 end
 
--- The hub's driver loop is driver:run(); a task made before it starts then.
-function cosock.run() end
+-- In a driver the hub's loop runs the tasks (driver:run()). In a standalone script (`hubrt lua`)
+-- this runs them here until every one has ended; one still waiting then is an error, as only a
+-- driver has the hub's timers and network to wake it.
+function cosock.run()
+  if host.timer_start then return end -- a driver: its tasks run as the hub dispatches
+  run()
+  for _, task in pairs(tasks) do
+    host.raise("cosock.run(): " .. describe(task) .. " still waits (on a channel, a timer or a socket) "
+               .. "and nothing is left to wake it; in a standalone script tasks run until they wait, "
+               .. "timers and sockets need a driver under hubrt run")
+  end
+end
 
 -- The running task starts a new piece of work (a thread's next event): it gets a time limit
 -- of its own, and `what` names it in a time-out or an error report.
@@ -234,6 +244,10 @@ function cosock._yield(recvt, sendt, timeout)
   if co == nil or tasks[co] == nil then
     host.raise("cosock: waiting (a receive, select or sleep) outside a cosock task; "
                .. "use cosock.spawn, or do it in a handler")
+  end
+  if not host.timer_start and type(timeout) == "number" and timeout > 0 and timeout < math.huge then
+    host.raise("cosock: timeouts and sleeps need the hub's timers; a standalone script has none "
+               .. "(run this as a driver under hubrt run)")
   end
   return coroutine.yield(recvt, sendt, timeout)
 end
