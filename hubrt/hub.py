@@ -606,6 +606,10 @@ class Hub:
                     self._report(driver.name, what, outcome)
             else:
                 driver.datastore.force_save()
+        self._drop_drivers()
+
+    def _drop_drivers(self) -> None:
+        """Every driver is gone (stopped or killed): its timers and its sockets on the LAN with it."""
         for name in self.drivers:
             self.lan.forget(name)
         self.drivers.clear()
@@ -624,10 +628,7 @@ class Hub:
         for driver in self.drivers.values():
             if isinstance(driver, WorkerHandle):
                 driver.kill()
-        for name in self.drivers:
-            self.lan.forget(name)
-        self.drivers.clear()
-        self.timers.forget()
+        self._drop_drivers()
         if not self.store.closed:
             self.store.lose_power()
 

@@ -92,8 +92,7 @@ class RealNetwork:
 
     def _bind(self, m: dict) -> dict:
         sock = self._open(m["sock"], "udp")
-        host = m.get("host") or ""
-        sock.bind(("" if host in ("*", "0.0.0.0") else host, int(m.get("port") or 0)))
+        sock.bind(_local_address(m))
         self._bound.add(m["sock"])
         self._watch(m["sock"], selectors.EVENT_READ)
         return {"ok": True, "local": list(sock.getsockname())}
@@ -118,8 +117,7 @@ class RealNetwork:
     def _listen(self, m: dict) -> dict:
         sock = self._open(m["sock"], "tcp")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        host = m.get("host") or ""
-        sock.bind(("" if host in ("*", "0.0.0.0") else host, int(m.get("port") or 0)))
+        sock.bind(_local_address(m))
         sock.listen(16)
         self._listening.add(m["sock"])
         self._watch(m["sock"], selectors.EVENT_READ)
@@ -197,6 +195,12 @@ class RealNetwork:
         for sock_id in list(self._sockets):
             self._drop(sock_id)
         self.selector.close()
+
+
+def _local_address(m: dict) -> tuple[str, int]:
+    """Where a driver binds a socket: `*` (or 0.0.0.0) is every interface; port 0 any free port."""
+    host = m.get("host") or ""
+    return ("" if host in ("*", "0.0.0.0") else host, int(m.get("port") or 0))
 
 
 def local_ipv4() -> str:

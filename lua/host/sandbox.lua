@@ -358,13 +358,13 @@ local function start_deadline(seconds, name, co)
   end
 end
 
-local function end_deadline(_, ...)
+local function end_deadline(...)
   deadline = nil
   return ...
 end
 
 local function run_scheduler()
-  end_deadline(nil)
+  end_deadline()
   if scheduler then scheduler.run() end
 end
 
@@ -379,7 +379,7 @@ end
 function helpers.dispatch(seconds, name, f, ...)
   task_seconds, dispatch_name = seconds, name
   start_deadline(seconds, name)
-  return end_deadline(nil, helpers.protected_call(f == nil and run_scheduler or dispatch_then_run, f, ...))
+  return end_deadline(helpers.protected_call(f == nil and run_scheduler or dispatch_then_run, f, ...))
 end
 
 -- Runs the tasks that are runnable (those the main chunk made, once driver:run() is reached).
@@ -450,7 +450,7 @@ function helpers.set_runtime_api(api)
   -- One turn of a task, under the handler time limit named `what`; coroutine.resume's results.
   function api.resume(co, what, ...)
     start_deadline(task_seconds, what, co)
-    return end_deadline(co, coroutine.resume(co, ...))
+    return end_deadline(coroutine.resume(co, ...))
   end
   -- The running task starts new work within its turn: the limit starts again, under a new name.
   function api.new_turn(what)
