@@ -36,6 +36,11 @@ strict_option = click.option(
 memory_option = click.option(
     "--max-memory", type=click.IntRange(min=1), default=DEFAULT_MAX_MEMORY // 2**20, show_default=True,
     metavar="MIB", help="Memory cap of each driver's Lua state, in MiB.")
+capabilities_option = click.option(
+    "--capabilities", "capability_dirs", multiple=True, envvar="HUBRT_CAPABILITIES",
+    type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR",
+    help="A folder of capability definitions (hubrt's or the platform's format) beside the standard "
+         "ones; may be repeated. Also $HUBRT_CAPABILITIES (folders separated by ':').")
 start_empty_option = click.option(
     "--start-empty", is_flag=True,
     help="Move an existing (e.g. damaged) store aside and start with an empty one.")
@@ -229,10 +234,7 @@ _STEPS_HELP = "\b\n" + script_help()
 @click.option("--network", type=click.Choice(["simulated", "real"]), default="simulated", show_default=True,
               help="What drivers' sockets reach: the hub's simulated LAN (lan_* steps), or the real network "
                    "of this machine (which needs the real clock; a script's `advance` then waits).")
-@click.option("--capabilities", "capability_dirs", multiple=True, envvar="HUBRT_CAPABILITIES",
-              type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR",
-              help="A folder of capability definitions (hubrt's or the platform's format) beside the standard "
-                   "ones; may be repeated. Also $HUBRT_CAPABILITIES (folders separated by ':').")
+@capabilities_option
 @strict_option
 @memory_option
 @start_empty_option
@@ -330,6 +332,31 @@ def fake_bridge_command(host: str, port: int, no_ssdp: bool) -> None:
         pass
     finally:
         bridge.stop()
+
+
+@main.command("capabilities")
+@click.argument("capability", required=False)
+@capabilities_option
+def capabilities_command(capability: str | None, capability_dirs: tuple[Path, ...]) -> None:
+    """List the capabilities hubrt knows, or show one CAPABILITY's attributes and commands.
+
+    The standard ones (the platform's list, with what later versions added as the public drivers
+    use them) and those in --capabilities folders; a driver package's own capabilities/ folder
+    adds to these when it runs.
+    """
+    from hubrt.capabilities import Catalogue, CapabilityError, describe
+
+    try:
+        catalogue = Catalogue.standard(tuple(str(d) for d in capability_dirs))
+    except (CapabilityError, InputError) as e:
+        _fail(str(e))
+    if capability is None:
+        click.echo(f"{len(catalogue.definitions)} capabilities (`hubrt capabilities ID` shows one):")
+        click.echo("\n".join(sorted(catalogue.definitions)))
+    elif capability not in catalogue:
+        _fail(f"no capability {capability!r} is defined" + catalogue.suggestion(capability))
+    else:
+        click.echo(describe(catalogue[capability]))
 
 
 @main.command("devices")

@@ -1,14 +1,18 @@
 """Capability definitions: data, not code.
 
-The standard ones ship in `standard.yml`; a driver package may add its own in
-a `capabilities/` folder (same format, YAML or JSON). One validator here checks
-both event values emitted by drivers and command arguments sent to them.
+The standard ones ship as `standard.json` (the platform's standard list, as
+facts) with `additions.yml` over it (what the platform added later, as the
+public drivers use it); a driver package may add its own in a `capabilities/`
+folder (hubrt's compact format or the platform's, YAML or JSON). One validator
+here checks both event values emitted by drivers and command arguments sent to
+them.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -67,6 +71,39 @@ def check_value(schema: dict, value: Any, what: str) -> str | None:
         if problem:
             return problem
     return None
+
+
+def schema_text(schema: dict) -> str:
+    """A value schema as a person reads it: `integer 0..100 (%)`, `enum "on", "off"`."""
+    kind = schema["type"]
+    if kind == "enum":
+        text = "one of " + ", ".join(map(repr, schema["values"]))
+    elif kind in ("integer", "number"):
+        bounds = f"{schema.get('minimum', '')}..{schema.get('maximum', '')}"
+        text = kind + ("" if bounds == ".." else f" {bounds}")
+    elif kind == "array":
+        text = f"list of ({schema_text(schema['items'])})"
+    elif kind == "object":
+        fields = "; ".join(f"{k}: {schema_text(v)}" for k, v in schema["properties"].items())
+        text = "{" + fields + ("; ..." if schema.get("open") else "") + "}"
+    else:
+        text = "any value" if kind == "any" else kind
+    if schema.get("units"):
+        text += f" [unit {'required, ' if schema.get('unit_required') else ''}one of {', '.join(schema['units'])}]"
+    return text
+
+
+def describe(definition: dict) -> str:
+    """A capability's attributes and commands, one per line."""
+    lines = [definition["id"]]
+    if definition.get("permissive"):
+        return lines[0] + "\n  (no definition: any attribute, command or value)"
+    for name, schema in sorted(definition["attributes"].items()):
+        lines.append(f"  attribute {name}: {schema_text(schema)}")
+    for name, args in sorted(definition["commands"].items()):
+        shown = ", ".join(f"{a['name']}{'?' if a.get('optional') else ''}: {schema_text(a)}" for a in args)
+        lines.append(f"  command {name}({shown})")
+    return "\n".join(lines)
 
 
 def _is_number(value: Any) -> bool:
@@ -137,6 +174,32 @@ def _read_definitions(path: Path) -> dict[str, dict]:
     return {str(cap_id): _check_definition(str(cap_id), d, path, at(path, doc, cap_id)) for cap_id, d in doc.items()}
 
 
+def _more_values(base: dict, extra: dict) -> dict:
+    """`extra` over `base`; where both are enums (or lists of enums) the values of both."""
+    if base.get("type") == extra.get("type") == "enum":
+        return {**base, "values": base["values"] + [v for v in extra["values"] if v not in base["values"]]}
+    if base.get("type") == extra.get("type") == "array":
+        return {**base, "items": _more_values(base["items"], extra["items"])}
+    return extra
+
+
+def _extended(base: dict | None, extra: dict) -> dict:
+    """A standard definition with later additions: new attributes and commands, more enum values."""
+    if base is None:
+        return extra
+    attributes = dict(base["attributes"])
+    for name, schema in extra["attributes"].items():
+        attributes[name] = _more_values(attributes[name], schema) if name in attributes else schema
+    commands = dict(base["commands"])
+    for name, args in extra["commands"].items():
+        if name in commands:
+            by_name = {arg["name"]: arg for arg in args}
+            args = [_more_values(arg, by_name[arg["name"]]) if arg["name"] in by_name else arg
+                    for arg in commands[name]]
+        commands[name] = args
+    return {**base, "attributes": attributes, "commands": commands}
+
+
 class Catalogue:
     """The capability definitions a driver can use."""
 
@@ -147,7 +210,12 @@ class Catalogue:
     @functools.cache
     def standard(folders: tuple[str, ...] = ()) -> Catalogue:
         """The definitions hubrt ships, plus those in the user's folders (--capabilities DIR)."""
-        catalogue = Catalogue(_read_definitions(Path(__file__).with_name("standard.yml")))
+        here = Path(__file__).parent
+        definitions = {cap_id: {"id": cap_id, **d} for cap_id, d in
+                       json.loads((here / "standard.json").read_bytes())["capabilities"].items()}
+        for cap_id, addition in _read_definitions(here / "additions.yml").items():
+            definitions[cap_id] = _extended(definitions.get(cap_id), addition)
+        catalogue = Catalogue(definitions)
         for folder in folders:
             if not Path(folder).is_dir():
                 raise CapabilityError(f"{folder}: no such folder of capability definitions")

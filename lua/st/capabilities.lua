@@ -1,5 +1,5 @@
 -- `require "st.capabilities"`: capability objects built from the definitions
--- the hub ships (hubrt/capabilities/standard.yml) plus the driver package's
+-- the hub ships (hubrt/capabilities/standard.json, additions.yml) plus the driver package's
 -- own capabilities/ folder. Event constructors check their value against the
 -- definition (in the host) and raise an error at the driver's line.
 local _, host = ...
