@@ -60,8 +60,8 @@ class Channel:
             chunk = self.sock.recv(1 << 18, 0 if block else socket.MSG_DONTWAIT)
         except BlockingIOError:
             return False
-        except OSError as e:
-            raise ChannelClosed(str(e)) from None
+        except OSError:  # ECONNRESET: the other end closed with our last messages unread; what it
+            chunk = b""  # sent before is still to be taken, as after an orderly close
         if not chunk:
             self._eof = True
             return False
@@ -112,11 +112,15 @@ class Channel:
         """True when a message (or part of one) has arrived and not been taken yet."""
         return bool(self._ready) or self._read(block=False)
 
-    def received(self) -> list[dict]:
-        """Every message that has arrived, without waiting (ChannelClosed once they are taken and
-        the other end is gone)."""
+    def received(self, timeout: float = 0.0) -> list[dict]:
+        """Every message that has arrived, waiting up to `timeout` seconds for one (ChannelClosed
+        once they are taken and the other end is gone: a last reply that came with the end of the
+        channel is taken first)."""
         while self._read(block=False):
             pass
+        if not self._ready and not self._eof and timeout > 0 and select.select([self.sock], [], [], timeout)[0]:
+            while self._read(block=False):
+                pass
         if not self._ready and self._eof:
             raise ChannelClosed("the other end closed the channel")
         taken = list(self._ready)

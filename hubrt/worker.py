@@ -528,10 +528,7 @@ class ProcessWorker(WorkerHandle):
         channel = self.channel
         while len(self._in_flight) > target:
             try:
-                messages = channel.received()
-                if not messages:
-                    first = channel.recv(timeout=0.1)
-                    messages = [first] + channel.received() if first is not None else []
+                messages = channel.received(timeout=0.1)
             except ChannelClosed:
                 return done + self._died(list(self._in_flight))
             if not messages:
