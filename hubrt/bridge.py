@@ -88,6 +88,8 @@ class Bridge:
             "digest": self.digest,
             "url_split": self.url_split,
             "xml_parse": self.xml_parse,
+            "ws_mask": self.ws_mask,
+            "utf8_error": self.utf8_error,
         }
 
     def api(self) -> Any:
@@ -151,6 +153,22 @@ class Bridge:
             return base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError) as e:
             return None, f"invalid base64: {e}".encode()
+
+    @staticmethod
+    def ws_mask(data: bytes, mask: bytes) -> bytes:
+        """A WebSocket payload XORed with its 4-byte key (masking and unmasking are the same)."""
+        from wsproto.frame_protocol import XorMaskerSimple  # loaded where a driver uses WebSockets
+
+        return bytes(XorMaskerSimple(mask).process(data))
+
+    @staticmethod
+    def utf8_error(data: bytes) -> Any:
+        """nil for valid UTF-8; else the 1-based position of the first bad byte and why."""
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return e.start + 1, f"invalid UTF-8 at byte {e.start + 1}: {e.reason}".encode()
+        return None
 
     @staticmethod
     def digest(name: bytes, data: bytes, key: Any = None) -> bytes:

@@ -84,11 +84,14 @@ VERBS: dict[str, Verb] = {
     "lan_remove": Verb(("ip",), ("ip",), "take a host off the simulated LAN", "lan_remove 192.168.1.50",
                        "- lan_remove: 192.168.1.50", "ip"),
     "lan_push": Verb(("ip", "path", "data"), ("ip", "path", "data"),
-                     "send text down a host's open event streams (an HTTP route with stream: true)",
+                     "send text down a host's open event streams or WebSockets (a route with stream: true or "
+                     "websocket: true)",
                      "lan_push 192.168.1.50 /events 'data: {\"serial\": \"A1\", \"on\": true}'",
                      "- lan_push: {ip: 192.168.1.50, path: /events, data: \"data: {\\\"on\\\": true}\\n\\n\"}"),
     "lan_drop": Verb(("ip",), ("ip",), "a host closes its open event streams", "lan_drop 192.168.1.50",
                      "- lan_drop: 192.168.1.50", "ip"),
+    "lan_close": Verb(("ip", "code", "reason"), ("ip",), "a host closes its WebSockets with a close frame",
+                      "lan_close 192.168.1.60 1001", "- lan_close: {ip: 192.168.1.60, code: 1001}", "ip"),
     "lan_notify": Verb(("ip", "body"), ("ip", "body"),
                        "a host sends a UPnP event (NOTIFY) to the drivers subscribed to it",
                        "lan_notify 192.168.1.90 '<BinaryState>1</BinaryState>'",
@@ -183,8 +186,10 @@ def _lan_host_problem(args: dict) -> str | None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             return f"http port must be a whole number from 1 to 65535, got {port!r}"
         for route, response in (http.get("routes") or {}).items():
-            if not isinstance(response, dict) or set(response) - {"status", "headers", "body", "stream"}:
-                return f"route {route!r}: a response is a mapping of status, headers and body (or stream: true)"
+            if not isinstance(response, dict) or set(response) - {"status", "headers", "body", "stream", "websocket",
+                                                                  "echo"}:
+                return (f"route {route!r}: a response is a mapping of status, headers and body (or stream: true, "
+                        "or websocket: true with echo: true or false)")
             if not isinstance(response.get("status", 200), int) or not isinstance(response.get("body", ""), str):
                 return f"route {route!r}: status is a number and body is text"
     if ssdp is not None and not (isinstance(ssdp, dict) and all(isinstance(v, (str, int)) for v in ssdp.values())):
@@ -321,6 +326,10 @@ class Runner:
 
     def do_lan_push(self, ip, path, data):
         self.hub.lan.push(ip, path, data)
+        self.hub.settle()
+
+    def do_lan_close(self, ip, code=1000, reason=""):
+        self.hub.lan.close_websockets(ip, int(code), str(reason))
         self.hub.settle()
 
     def do_lan_drop(self, ip):

@@ -123,7 +123,7 @@ class TestBridge(Bridge):
             "fatal_errors": self.fatal_errors, "lan_host": self.lan_host, "lan_fault": self.lan_fault,
             "lan_move": self.lan_move, "lan_remove": self.lan_remove, "lan_requests": self.lan_requests,
             "lan_sent": self.lan_sent, "lan_push": self.lan_push, "lan_drop": self.lan_drop,
-            "set_hub_ip": self.set_hub_ip, "lan_notify": self.lan_notify,
+            "set_hub_ip": self.set_hub_ip, "lan_notify": self.lan_notify, "lan_close": self.lan_close,
         }.items()}
         return {**super().functions(), **guarded, "declare": self.declare}
 
@@ -271,9 +271,18 @@ class TestBridge(Bridge):
         self.hub.lan.remove_host(as_text(ip))
         self.hub.settle()
 
-    def lan_push(self, ip: bytes, path: bytes, text: bytes) -> int:
-        """Sends text down the host's open event streams of `path` (then the driver runs); how many."""
-        count = self.hub.lan.push(as_text(ip), as_text(path), text.decode("latin-1"))
+    def lan_push(self, ip: bytes, path: bytes, text: bytes, raw: Any = None) -> int:
+        """Sends text down the host's open event streams and WebSockets of `path` (then the driver
+        runs); how many."""
+        count = self.hub.lan.push(as_text(ip), as_text(path), text.decode("latin-1" if raw else "utf-8", "replace"),
+                                  raw=bool(raw))
+        self.hub.settle()
+        return count
+
+    def lan_close(self, ip: bytes, code: Any = None, reason: Any = None) -> int:
+        """The host closes its WebSockets with a close frame (then the driver runs); how many."""
+        count = self.hub.lan.close_websockets(as_text(ip), 1000 if code is None else int(code),
+                                              as_text(reason) if reason else "")
         self.hub.settle()
         return count
 

@@ -150,9 +150,16 @@ class SimulatedLan:
             raise NetError(f"unknown fault {fault!r}; faults: {', '.join(FAULTS)}")
         self._host(ip).fault = fault
 
-    def push(self, ip: str, path: str, text: str) -> int:
-        """Sends text down the host's open event streams of `path`; how many got it."""
-        return sum(peer.push(path, text) for peer in _http_peers(self._host(ip)))
+    def push(self, ip: str, path: str, text: str, raw: bool = False) -> int:
+        """Sends text down the host's open event streams and WebSockets of `path` (`raw`: the bytes
+        as they are, not a WebSocket message); how many got it."""
+        return sum(peer.push(path, text, raw) for peer in _http_peers(self._host(ip)))
+
+    def close_websockets(self, ip: str, code: int = 1000, reason: str = "") -> int:
+        """The host closes its open WebSockets with a close frame; how many."""
+        if not 1000 <= code <= 4999 or code in (1004, 1005, 1006, 1015):
+            raise NetError(f"{code} is not a close code a server may send (1000-4999, not 1004-1006 or 1015)")
+        return sum(peer.close_websockets(code, reason) for peer in _http_peers(self._host(ip)))
 
     def drop_streams(self, ip: str) -> None:
         """The host closes its open event streams (as when it reboots)."""
