@@ -368,8 +368,9 @@ class Hub:
     def add_device(self, driver: str, profile: str, label: str | None = None, network_id: str | None = None,
                    preferences: dict | None = None, device_id: str | None = None, manufacturer: str | None = None,
                    model: str | None = None, parent: str | None = None, child_key: str | None = None) -> Device:
-        """Adds a device owned by `driver`: it gets `init`, `added` and `doConfigure`. With `parent` (a
-        device of the same driver) it is that device's child, `child_key` its parent-assigned key."""
+        """Adds a device owned by `driver`: it gets `added` (its driver library then runs `init`, as the
+        hub's does for a device it had not seen) and `doConfigure`. With `parent` (a device of the same
+        driver) it is that device's child, `child_key` its parent-assigned key."""
         host = self._driver(driver)
         parent_id = None
         if parent is not None:
@@ -391,7 +392,7 @@ class Hub:
                         manufacturer=manufacturer or "", model=model or "", parent_id=parent_id,
                         child_key=None if child_key is None else str(child_key))
         self.devices.save(self.store, device)
-        for event in ("init", "added", "doConfigure"):
+        for event in ("added", "doConfigure"):
             self._lifecycle(device, event)
         self.settle()
         return device

@@ -120,7 +120,13 @@ end
 
 -- Entry points for the hub ---------------------------------------------------
 
+local function run_lifecycle(self, device, event, args)
+  local handler = find_handler(self, self, device, "lifecycle_handlers", event)
+  if handler then handler(self, device, event, args) end
+end
+
 function Driver:_on_device_lifecycle(device_id, event, args)
+  local known = self.device_cache[device_id] ~= nil
   local device = self:get_device_info(device_id)
   if device == nil then return end
   args = args or {}
@@ -128,10 +134,11 @@ function Driver:_on_device_lifecycle(device_id, event, args)
     if event == "infoChanged" then
       args.old_st_store = device:_update(host.device_info(device_id))
     end
-    local handler = find_handler(self, self, device, "lifecycle_handlers", event)
-    if handler then handler(self, device, event, args) end
+    run_lifecycle(self, device, event, args)
   end)
-  if event == "removed" then
+  if event == "added" and not known then -- a new device: its `init` follows `added`, as the hub's library does it
+    device.thread:_queue("lifecycle init for " .. tostring(device.label), run_lifecycle, self, device, "init", {})
+  elseif event == "removed" then
     device.thread:_queue("removed " .. tostring(device.label), function()
       self.device_cache[device_id] = nil
       self.datastore["__" .. device_id] = nil -- the hub leaves orphans; hubrt does not
