@@ -278,6 +278,7 @@ class DriverBridge(Bridge):
             "inject_command": self.inject_command,
             "environment_info": self.environment_info,
             "task_failed": self.task_failed,
+            "tls": self.tls,
             "net": self.net,
         }
 
@@ -297,6 +298,16 @@ class DriverBridge(Bridge):
             answer = self.link.net(message)
             if "events" in answer:
                 answer["events"] = net_events(self.runtime, answer["events"])
+        return to_lua(self.runtime, answer)
+
+    def tls(self, sock: int, verify: bool, server_name: Any, timeout: Any) -> Any:
+        """A TLS handshake on a connected socket (cosock.ssl): the real network wraps it, the simulated
+        LAN's peers speak in clear."""
+        if "lan" not in self.driver.package.permissions:
+            return self.net(b"tls", sock)  # the permission error, as for any socket call
+        answer = self.link.net({"call": "tls", "sock": sock, "verify": bool(verify),
+                                "server_name": as_text(server_name) if server_name else None,
+                                "timeout": timeout if isinstance(timeout, (int, float)) else None})
         return to_lua(self.runtime, answer)
 
     def task_failed(self, what: bytes, kind: bytes, message: bytes, traceback: bytes) -> None:

@@ -183,6 +183,76 @@ def test_a_driver_listens_on_the_real_network(tmp_path, local_servers):
     assert data["notify"] == ["subscribed: 200 uuid:real-1", "NOTIFY uuid:real-1 <on>1</on>"], data
 
 
+TLS_CLIENT = """
+local Driver = require "st.driver"
+local socket = require "cosock.socket"
+local ssl = require "cosock.ssl"
+-- the device network id: "none|peer ip:port"; the answer (or why not) goes to the datastore
+Driver("tls", {capability_handlers = {switch = {on = function(driver, device)
+  local verify, ip, port = device.device_network_id:match("^(%a+) ([^:]+):(%d+)$")
+  local sock = socket.tcp()
+  sock:settimeout(5)
+  assert(sock:connect(ip, tonumber(port)))
+  sock = assert(ssl.wrap(sock, {mode = "client", protocol = "any", verify = verify, options = "all"}))
+  sock:sni("localhost")
+  local ok, err = sock:dohandshake()
+  if not ok then driver.datastore[device.label] = "handshake: " .. err return end
+  sock:send("GET /state HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n")
+  local answer, rerr, partial = sock:receive("*a")
+  driver.datastore[device.label] = answer or (rerr .. ": " .. partial)
+end}}}):run()
+"""
+
+
+@pytest.fixture
+def https_server():
+    """An HTTPS server on 127.0.0.1 whose certificate (for localhost) no machine trusts: a test CA's."""
+    import ssl
+
+    import trustme
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class State(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"on")
+
+        def log_message(self, *args):
+            pass
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    server = HTTPServer(("127.0.0.1", 0), State)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def test_tls_on_the_real_network(new_hub, tmp_path, https_server):
+    """cosock.ssl over the worker's real socket: with verify = "none" (as LAN drivers talk to devices'
+    self-signed certificates) the request goes through encrypted; with verify = "peer" a certificate
+    nobody trusts is refused at the handshake."""
+    from hubrt.clock import Clock
+
+    hub = new_hub(network="real", clock=Clock(real=True))
+    hub.install(make_driver(tmp_path / "tls", TLS_CLIENT, key="tls", files={"config.yml": "name: tls\npackageKey: tls\n"
+                                                                                         "permissions:\n  lan: {}\n"}))
+    for label, verify in (("N", "none"), ("P", "peer")):
+        hub.add_device("tls", "switch", label=label, network_id=f"{verify} 127.0.0.1:{https_server}")
+        hub.command(label, "switch", "on")
+    deadline = time.monotonic() + 20
+    while not {"N", "P"} <= set(hub.store.load("tls")) and time.monotonic() < deadline:
+        hub.advance(0.02)
+    saved = hub.store.load("tls")
+    assert {"N", "P"} <= set(saved), [r.text for r in hub.logs]
+    assert saved["N"].startswith("HTTP/1.0 200 OK") and saved["N"].endswith("\r\n\r\non"), saved
+    assert saved["P"].startswith("handshake: certificate verify failed"), saved
+    assert not [r.text for r in hub.logs if r.level == "error"]
+
+
 def test_the_real_network_refuses_a_virtual_clock(tmp_path):
     script = tmp_path / "s.yml"
     script.write_text("- advance: 1\n")

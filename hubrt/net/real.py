@@ -3,7 +3,9 @@ process, non-blocking, watched with a selector in the worker's loop beside the h
 
 Calls are answered at once, as the simulated LAN answers them (a connect in progress is
 "pending"); what arrives later -- a connection made or refused, bytes, a datagram, the peer
-closing -- comes out of `take_events` as the same events the simulated LAN delivers.
+closing -- comes out of `take_events` as the same events the simulated LAN delivers. A TLS
+handshake (cosock.ssl) wraps a connected socket with Python's ssl module; it waits, up to the
+socket's timeout, as a send waits for room.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import itertools
 import os
 import selectors
 import socket
+import ssl
 from typing import Callable
 
 SEND_TIMEOUT = 5.0  # seconds a send may wait for room in the socket's buffer
@@ -40,7 +43,7 @@ class RealNetwork:
     def call(self, m: dict) -> dict:
         handler: Callable[[dict], dict] | None = getattr(self, "_" + str(m.get("call")), None)
         if handler is None or m.get("call") not in ("connect", "send", "close", "bind", "sendto", "resolve", "mdns",
-                                                    "listen", "setpeer"):
+                                                    "listen", "setpeer", "tls"):
             return {"error": f"unknown network call {m.get('call')!r}"}
         try:
             return handler(m)
@@ -84,6 +87,33 @@ class RealNetwork:
             sock.sendall(m["data"].encode("latin-1"))
         finally:
             sock.setblocking(False)
+        return {"ok": True}
+
+    def _tls(self, m: dict) -> dict:
+        """Wraps a connected socket in TLS and shakes hands (verifying the server's certificate against
+        this machine's trusted ones when asked)."""
+        sock = self._sockets.get(m["sock"])
+        if sock is None or m["sock"] in self._connecting:
+            return {"error": "closed" if sock is None else "not connected"}
+        context = ssl.create_default_context()
+        if not m.get("verify"):
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        self.selector.unregister(sock)
+        wrapped = context.wrap_socket(sock, server_hostname=m.get("server_name") or None,
+                                      do_handshake_on_connect=False)
+        self._sockets[m["sock"]] = wrapped
+        try:
+            wrapped.settimeout(m.get("timeout") or SEND_TIMEOUT)
+            wrapped.do_handshake()
+        except ssl.SSLCertVerificationError as e:
+            self._drop(m["sock"])
+            return {"error": f"certificate verify failed: {e.verify_message}"}
+        except (ssl.SSLError, OSError) as e:
+            self._drop(m["sock"])
+            return {"error": _reason(e) if not isinstance(e, ssl.SSLError) else f"tls: {e.reason or e}"}
+        wrapped.setblocking(False)
+        self._watch(m["sock"], selectors.EVENT_READ)
         return {"ok": True}
 
     def _close(self, m: dict) -> dict:
@@ -178,7 +208,9 @@ class RealNetwork:
                     events.append({"sock": sock_id, "data": data.decode("latin-1"), "from": list(sender)})
                     continue
                 data = sock.recv(65536)
-            except BlockingIOError:
+                while isinstance(sock, ssl.SSLSocket) and data and sock.pending():  # decrypted, not signalled
+                    data += sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 continue
             except OSError as e:
                 events.append({"sock": sock_id, "error": _reason(e)})

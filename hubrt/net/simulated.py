@@ -350,6 +350,7 @@ def _ssdp_matches(search: bytes, headers: dict[str, str]) -> bool:
 
 
 _CALLS: dict[str, Callable[[SimulatedLan, str, dict], dict]] = {
+    "tls": lambda lan, driver, m: {"ok": True},  # peers on the simulated LAN speak in clear
     "connect": SimulatedLan._connect,
     "send": SimulatedLan._send,
     "close": SimulatedLan._close,
