@@ -253,6 +253,90 @@ def test_tls_on_the_real_network(new_hub, tmp_path, https_server):
     assert not [r.text for r in hub.logs if r.level == "error"]
 
 
+MDNS_CLIENT = """
+local Driver = require "st.driver"
+local mdns = require "st.mdns"
+Driver("finder", {discovery = function(driver)
+  local answer, err = mdns.discover("_speaker._tcp", "local")
+  if not answer then driver.datastore.found = {"error: " .. tostring(err)} return end
+  local found = {}
+  for _, f in ipairs(answer.found) do
+    local txt = {}
+    for _, entry in ipairs(f.txt.text) do txt[#txt + 1] = string.char(table.unpack(entry)) end
+    found[#found + 1] = f.service_info.name .. " " .. f.host_info.address .. ":" .. f.host_info.port .. " "
+                        .. tostring(f.host_info.name) .. " " .. table.concat(txt, ",")
+  end
+  driver.datastore.found = found
+  driver.datastore.answers = #answer.answers
+end}):run()
+"""
+
+
+@pytest.fixture
+def mdns_responder():
+    """A speaker answering mDNS questions for _speaker._tcp.local on this machine (legacy unicast: to the
+    asker's port); skips where multicast is not delivered to the machine itself."""
+    import dns.message
+    import dns.rdatatype
+    import dns.rrset
+
+    service = "_speaker._tcp.local."
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(("", 5353))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                        socket.inet_aton("224.0.0.251") + socket.inet_aton("0.0.0.0"))
+    except OSError as e:
+        sock.close()
+        pytest.skip(f"cannot listen for mDNS on this machine: {e}")
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                data, sender = sock.recvfrom(9000)
+                query = dns.message.from_wire(data)
+            except Exception:
+                continue
+            if query.flags & 0x8000 or not any(q.name.to_text() == service for q in query.question):
+                continue  # an answer (ours, looped back), or another question
+            answer = dns.message.make_response(query)
+            answer.answer.append(dns.rrset.from_text(service, 10, "IN", "PTR", "Kitchen." + service))
+            answer.additional += [
+                dns.rrset.from_text("Kitchen." + service, 10, "IN", "SRV", "0 0 8080 kitchen.local."),
+                dns.rrset.from_text("Kitchen." + service, 10, "IN", "TXT", '"id=7" "model=X1"'),
+                dns.rrset.from_text("kitchen.local.", 10, "IN", "A", "127.0.0.1")]
+            sock.sendto(answer.to_wire(), sender)
+
+    threading.Thread(target=serve, daemon=True).start()
+    from hubrt.net.mdns import discover
+    if not discover("_speaker._tcp", "local", window=1.0)["found"]:
+        stop.set()
+        sock.close()
+        pytest.skip("this machine does not deliver multicast to itself, so mDNS discovery cannot be tried")
+    yield
+    stop.set()
+    sock.close()
+
+
+def test_mdns_discovery_on_the_real_network(new_hub, tmp_path, mdns_responder):
+    from hubrt.clock import Clock
+
+    hub = new_hub(network="real", clock=Clock(real=True))
+    hub.install(make_driver(tmp_path / "finder", MDNS_CLIENT, key="finder",
+                            files={"config.yml": "name: finder\npackageKey: finder\npermissions:\n  lan: {}\n"
+                                                 "  discovery: {}\n"}))
+    hub.discover("finder")
+    saved = hub.store.load("finder")
+    assert saved["found"] == ["Kitchen 127.0.0.1:8080 kitchen.local id=7,model=X1"], saved
+    assert saved["answers"] == 3  # the SRV, TXT and A records, as the hub hands them over
+    assert not [r.text for r in hub.logs if r.level == "error"]
+
+
 def test_the_real_network_refuses_a_virtual_clock(tmp_path):
     script = tmp_path / "s.yml"
     script.write_text("- advance: 1\n")

@@ -157,7 +157,9 @@ class RealNetwork:
         return {"ip": socket.gethostbyname(m["host"])}
 
     def _mdns(self, m: dict) -> dict:
-        return {"error": "st.mdns.discover is not available on the real network yet (hubrt's simulated LAN has it)"}
+        from hubrt.net import mdns  # dnspython is loaded where a driver discovers
+
+        return mdns.discover(m["host"], m.get("data") or "local")
 
     def _drop(self, sock_id: int) -> None:
         sock = self._sockets.pop(sock_id, None)
