@@ -1,6 +1,7 @@
 """Capability definitions in the platform's own format, unknown capabilities (a warning, or an error
 under --strict) and what a driver can do with them."""
 
+import json
 import textwrap
 
 import pytest
@@ -174,3 +175,31 @@ def test_a_users_capability_folder_and_environment(tmp_path):
                        env={**os.environ, **env})
         assert result.returncode == 2 and "above the maximum 4" in result.stderr, result.stderr
         assert "unknown capability" not in result.stderr
+
+
+def test_the_hub_libraries_definition_files_are_read_as_data(tmp_path):
+    """A folder like the hub's Lua libraries' st/capabilities/generated: each definition a Lua file
+    returning its JSON in a long string, shared schemas in types/ (their `$ref`s followed). Read,
+    never run: a file that is anything else is refused with its name."""
+    folder = tmp_path / "generated"
+    (folder / "types").mkdir(parents=True)
+    header = "-- a comment, as the libraries' files start with\n"
+    (folder / "types" / "Speed.lua").write_text(header + 'return [[{"type": "integer", "minimum": 0, "maximum": 4}]]\n')
+    (folder / "types" / "Rpm.lua").write_text(header + 'return [[{"type": "string", "enum": ["rpm"]}]]\n')
+    (folder / "x.fan.lua").write_text(header + "return [==[" + json.dumps({
+        "id": "x.fan", "version": 1,
+        "attributes": {"speed": {"schema": {"type": "object", "properties": {
+            "value": {"$ref": "Speed"}, "unit": {"$ref": "Rpm"}}, "required": ["value", "unit"]}},
+                       "shape": {"schema": {"type": "object", "properties": {"value": {"$ref": "Unknown"}}}}},
+        "commands": {"setSpeed": {"arguments": [{"name": "speed", "schema": {"$ref": "Speed"}}]}}}) + "]==]\n")
+    fan = Catalogue({}).extended(folder)["x.fan"]
+    assert fan["attributes"]["speed"] == {"type": "integer", "minimum": 0, "maximum": 4, "units": ["rpm"],
+                                          "unit_required": True}
+    assert fan["attributes"]["shape"] == {"type": "any"}
+    assert fan["commands"]["setSpeed"] == [{"type": "integer", "minimum": 0, "maximum": 4, "name": "speed"}]
+    shown = hubrt("capabilities", "x.fan", "--capabilities", str(folder), check=True).stdout
+    assert "attribute speed: integer 0..4 [unit required, one of rpm]" in shown
+    (folder / "broken.lua").write_text("os.execute('echo run')\n")
+    result = hubrt("capabilities", "--capabilities", str(folder))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{folder / 'broken.lua'}: not a capability definition of the hub's libraries" in result.stderr

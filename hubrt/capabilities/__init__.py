@@ -17,7 +17,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hubrt.capabilities.platform import is_platform_format, is_presentation, read_platform_capability
+from hubrt.capabilities.platform import (is_platform_format, is_presentation, read_lua_definition,
+                                         read_platform_capability, read_types)
 from hubrt.inputs import InputError, at, read_yaml
 
 SCHEMA_TYPES = {"enum", "integer", "number", "string", "boolean", "array", "object", "any"}
@@ -160,14 +161,15 @@ def _check_definition(cap_id: str, doc: Any, path: Path, line: str) -> dict:
     return {"id": cap_id, "attributes": attributes, "commands": commands}
 
 
-def _read_definitions(path: Path) -> dict[str, dict]:
+def _read_definitions(path: Path, types: dict[str, Any] | None = None) -> dict[str, dict]:
     """The definitions in one file: hubrt's format (a mapping of id to definition) or the platform's
-    (one capability); a presentation file gives none."""
-    doc = read_yaml(path)
+    (one capability, also as the hub's libraries carry it in a .lua file); a presentation file gives
+    none."""
+    doc = read_lua_definition(path) if path.suffix == ".lua" else read_yaml(path)
     if is_presentation(path, doc):
         return {}
     if is_platform_format(doc):
-        cap_id, definition = read_platform_capability(path, doc)
+        cap_id, definition = read_platform_capability(path, doc, types)
         return {cap_id: _check_definition(cap_id, definition, path, at(path, doc))}
     if not isinstance(doc, dict):
         raise CapabilityError(f"{path}: expected a mapping of capability id to definition")
@@ -224,13 +226,14 @@ class Catalogue:
 
     def extended(self, folder: Path) -> Catalogue:
         """This catalogue plus the definitions in a driver package's capabilities/ folder."""
-        files = sorted(p for p in folder.glob("*") if p.suffix in (".yml", ".yaml", ".json")) \
+        files = sorted(p for p in folder.glob("*") if p.suffix in (".yml", ".yaml", ".json", ".lua")) \
             if folder.is_dir() else []
         if not files:
             return self
+        types = read_types(folder / "types")
         merged = dict(self.definitions)
         for path in files:
-            merged.update(_read_definitions(path))
+            merged.update(_read_definitions(path, types))
         return Catalogue(merged)
 
     def with_permissive(self, cap_ids: list[str]) -> Catalogue:
