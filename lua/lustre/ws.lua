@@ -103,18 +103,20 @@ local function call(ws, name, ...)
   if not ok then log.error("lustre: the WebSocket's " .. name:sub(2, -4) .. " callback failed: " .. tostring(err)) end
 end
 
--- The end of the connection: the socket closed, the close callback told why.
-function WebSocket:_closed(reason)
+-- The end of the connection. After a closing handshake the close callback is told why; a
+-- connection that failed (or was cut) was told through the error callback instead, as the
+-- hub's library does it (drivers reconnect from either, not from both).
+function WebSocket:_closed(reason, handshake)
   if self.state == "Closed" then return end
   self.state = "Closed"
   self.socket:close()
-  call(self, "_close_cb", reason)
+  if handshake then call(self, "_close_cb", reason) end
 end
 
--- A failure on the peer's side: said with a close frame where the connection still works.
+-- A failure on the peer's side: said with a close frame (code) where the connection still works.
 function WebSocket:_fail(code, why)
   call(self, "_error_cb", why)
-  if self.state == "Active" or self.state == "Closing" then
+  if code and (self.state == "Active" or self.state == "Closing") then
     self:_send_frame(Frame.close(code, why:sub(1, 100)))
   end
   self:_closed(why)
@@ -128,7 +130,7 @@ function WebSocket:_next_frame(quiet)
     local ready = socket.select({self.socket}, nil, keep_alive)
     if ready and #ready > 0 then break end
     if quiet.pings >= self.config._max_frames_without_pong then
-      return nil, CloseCode.policy(), "no pong after " .. quiet.pings .. " pings"
+      return nil, CloseCode.policy(), "no response to keep alive ping commands" -- (the hub library's words)
     end
     quiet.pings = quiet.pings + 1
     self:_send_frame(Frame.ping())
@@ -155,10 +157,7 @@ function WebSocket:_receive_loop()
   local parts, kind, size = {}, nil, 0
   while self.state ~= "Closed" do
     local frame, code, why = self:_next_frame(quiet)
-    if frame == nil then
-      if code then return self:_fail(code, why) end
-      return self:_closed(why == "closed" and "closed by the server without a close frame" or why)
-    end
+    if frame == nil then return self:_fail(code, why) end -- (no code: the socket was closed or broke)
     local sub = frame.header.opcode.sub
     if sub == "ping" then
       self:_send_frame(Frame.pong(frame.payload))
@@ -171,7 +170,7 @@ function WebSocket:_receive_loop()
         self.state = "Closing"
         self:_send_frame(Frame.close(close_code.value == 1005 and CloseCode.normal() or close_code))
       end
-      return self:_closed(reason ~= "" and reason or (close_code.type or tostring(close_code.value)))
+      return self:_closed(reason ~= "" and reason or (close_code.type or tostring(close_code.value)), true)
     else
       if (sub == "continue") ~= (kind ~= nil) then
         return self:_fail(CloseCode.protocol(), sub == "continue" and "a continuation frame with no message"
