@@ -210,7 +210,7 @@ def https_server():
     import ssl
 
     import trustme
-    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class State(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -224,8 +224,9 @@ def https_server():
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     trustme.CA().issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    server = HTTPServer(("127.0.0.1", 0), State)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), State)
+    server.daemon_threads = True  # a client that never shakes hands holds up its own thread only
+    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server.server_address[1]
     server.shutdown()

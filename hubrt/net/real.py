@@ -15,7 +15,6 @@ import itertools
 import os
 import selectors
 import socket
-import ssl
 from typing import Callable
 
 SEND_TIMEOUT = 5.0  # seconds a send may wait for room in the socket's buffer
@@ -29,6 +28,7 @@ class RealNetwork:
         self._connecting: set[int] = set()
         self._bound: set[int] = set()  # UDP sockets with an address (sendto binds one first)
         self._listening: set[int] = set()
+        self._wrapped: set[int] = set()  # sockets wrapped by a TLS handshake (ssl is loaded for the first)
         self._accepted = itertools.count(1_000_000)  # ids of accepted connections (the driver's count up from 1)
 
     def ready(self, timeout: float | None) -> list[int]:
@@ -92,6 +92,8 @@ class RealNetwork:
     def _tls(self, m: dict) -> dict:
         """Wraps a connected socket in TLS and shakes hands (verifying the server's certificate against
         this machine's trusted ones when asked)."""
+        import ssl  # (its import costs every start of the hub ~7 ms: only drivers that use TLS pay)
+
         sock = self._sockets.get(m["sock"])
         if sock is None or m["sock"] in self._connecting:
             return {"error": "closed" if sock is None else "not connected"}
@@ -103,6 +105,7 @@ class RealNetwork:
         wrapped = context.wrap_socket(sock, server_hostname=m.get("server_name") or None,
                                       do_handshake_on_connect=False)
         self._sockets[m["sock"]] = wrapped
+        self._wrapped.add(m["sock"])
         try:
             wrapped.settimeout(m.get("timeout") or SEND_TIMEOUT)
             wrapped.do_handshake()
@@ -166,6 +169,7 @@ class RealNetwork:
         self._connecting.discard(sock_id)
         self._bound.discard(sock_id)
         self._listening.discard(sock_id)
+        self._wrapped.discard(sock_id)
         if sock is not None:
             try:
                 self.selector.unregister(sock)
@@ -209,10 +213,8 @@ class RealNetwork:
                     data, sender = sock.recvfrom(65536)
                     events.append({"sock": sock_id, "data": data.decode("latin-1"), "from": list(sender)})
                     continue
-                data = sock.recv(65536)
-                while isinstance(sock, ssl.SSLSocket) and data and sock.pending():  # decrypted, not signalled
-                    data += sock.recv(65536)
-            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                data = _recv_tls(sock) if sock_id in self._wrapped else sock.recv(65536)
+            except BlockingIOError:
                 continue
             except OSError as e:
                 events.append({"sock": sock_id, "error": _reason(e)})
@@ -229,6 +231,20 @@ class RealNetwork:
         for sock_id in list(self._sockets):
             self._drop(sock_id)
         self.selector.close()
+
+
+def _recv_tls(sock: socket.socket) -> bytes:
+    """What a TLS socket has decrypted (a record may hold more than one read takes, and what it
+    buffers is not signalled to the selector); BlockingIOError while a record is incomplete."""
+    import ssl
+
+    try:
+        data = sock.recv(65536)
+        while data and sock.pending():
+            data += sock.recv(65536)
+        return data
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        raise BlockingIOError from None
 
 
 def _local_address(m: dict) -> tuple[str, int]:
