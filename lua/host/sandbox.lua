@@ -325,12 +325,13 @@ local function failure(e)
 end
 
 -- Runs f under xpcall; returns true, results... or false, kind, message, traceback.
+local function protected_result(ok, ...)
+  if ok then return true, ... end
+  return failure((...))
+end
+
 function helpers.protected_call(f, ...)
-  local function unpack_result(ok, ...)
-    if ok then return true, ... end
-    return failure((...))
-  end
-  return unpack_result(xpcall(f, on_error, ...))
+  return protected_result(xpcall(f, on_error, ...))
 end
 
 function helpers.preload(name, loader) preload[name] = loader end
@@ -460,13 +461,13 @@ function helpers.set_runtime_api(api)
   function api.stop_kind(e) return stops[e] and e.kind or nil end
   function api.traceback(co, message) return traceback(co, message) end
   -- Like protected_call, but a stop goes on up (it ends the task that runs f).
+  local function try_result(ok, e)
+    if ok then return true end
+    if stops[e] then error(e, 0) end
+    return failure(e)
+  end
   function api.try(f, ...)
-    local function result(ok, e)
-      if ok then return true end
-      if stops[e] then error(e, 0) end
-      return failure(e)
-    end
-    return result(xpcall(f, on_error, ...))
+    return try_result(xpcall(f, on_error, ...))
   end
   function api.gettime() return clock_now() end
   function api.dispatch_name() return dispatch_name end
