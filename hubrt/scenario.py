@@ -74,7 +74,8 @@ VERBS: dict[str, Verb] = {
     "print": Verb(("what", "target"), ("what",), "show datastore [DRIVER], devices, events or state DEVICE",
                   "print state Lamp", "- print: state Lamp", "what"),
     "lan_host": Verb(("ip", "name", "http", "ssdp", "mdns"), ("ip",),
-                     "put a host on the simulated LAN (an HTTP server with canned routes, SSDP and mDNS answers)",
+                     "put a host on the simulated LAN (HTTP servers with canned routes, one per port; SSDP and "
+                     "mDNS answers)",
                      "lan_host 192.168.1.50 http='{routes: {/state: {body: on}}}'",
                      "- lan_host: {ip: 192.168.1.50, http: {port: 80, routes: {GET /state: {status: 200, body: on}}}}"),
     "lan_fault": Verb(("ip", "fault"), ("ip",), f"make a host misbehave: {', '.join(FAULTS)} (none: heal it)",
@@ -179,13 +180,14 @@ def make_step(verb: Any, value: Any, where: str) -> Step:
 
 def _lan_host_problem(args: dict) -> str | None:
     http, ssdp = args.get("http"), args.get("ssdp")
-    if http is not None:
-        if not isinstance(http, dict) or set(http) - {"port", "routes"}:
-            return "http is a mapping of port and routes, e.g. {port: 80, routes: {GET /state: {body: on}}}"
-        port = http.get("port", 80)
+    for server in (http if isinstance(http, list) else [] if http is None else [http]):
+        if not isinstance(server, dict) or set(server) - {"port", "routes"}:
+            return ("http is a mapping of port and routes, e.g. {port: 80, routes: {GET /state: {body: on}}} "
+                    "(or a list of them, one per port)")
+        port = server.get("port", 80)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             return f"http port must be a whole number from 1 to 65535, got {port!r}"
-        for route, response in (http.get("routes") or {}).items():
+        for route, response in (server.get("routes") or {}).items():
             if not isinstance(response, dict) or set(response) - {"status", "headers", "body", "stream", "websocket",
                                                                   "echo"}:
                 return (f"route {route!r}: a response is a mapping of status, headers and body (or stream: true, "

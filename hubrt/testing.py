@@ -245,9 +245,10 @@ class TestBridge(Bridge):
     def lan_host(self, opts: Any) -> None:
         o = self._py(opts)
         http = o.get("http")
-        if isinstance(http, dict):  # a route may be a Lua function of the request
-            http["routes"] = {key: (self._lua_route(route) if self.lua_type(route) == "function" else route)
-                              for key, route in (http.get("routes") or {}).items()}
+        for server in http if isinstance(http, list) else [http] if isinstance(http, dict) else []:
+            # a route may be a Lua function of the request
+            server["routes"] = {key: (self._lua_route(route) if self.lua_type(route) == "function" else route)
+                                for key, route in (server.get("routes") or {}).items()}
         self.hub.lan.add_host(str(o.get("ip")), name=o.get("name"), http=http, ssdp=o.get("ssdp"),
                               mdns=o.get("mdns"))
 

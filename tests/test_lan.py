@@ -41,20 +41,24 @@ def test_a_scenario_puts_a_host_on_the_lan_and_breaks_it(tmp_path, engine):
 def test_a_scenario_talks_to_a_websocket_and_closes_it(tmp_path):
     script = tmp_path / "ws.yml"
     script.write_text("""
-- lan_host: {ip: 192.168.1.60, http: {port: 8080, routes: {/ws: {websocket: true, echo: true}}}}
+- lan_host: {ip: 192.168.1.60, http: [{port: 8090, routes: {/info: {body: speaker}}},
+                                      {port: 8080, routes: {/ws: {websocket: true, echo: true}}}]}
 - add_device: {profile: speaker, label: S, network_id: "192.168.1.60:8080/ws"}
+- add_device: {profile: speaker, label: I, network_id: "192.168.1.60:8090/info"}
+- command: {device: I, capability: refresh, command: refresh}
 - command: {device: S, capability: refresh, command: refresh}
 - command: {device: S, capability: switch, command: "on"}
 - lan_push: {ip: 192.168.1.60, path: /ws, data: '{"volume": 30}'}
 - lan_close: {ip: 192.168.1.60, code: 1012, reason: restarting}
 - assert: {datastore: S, equals: [connected, "text: hello", 'text: {"volume": 30}', "closed: restarting"]}
+- assert: {datastore: I, equals: ["connect failed: invalid handshake: the server answered 200 OK instead of 101 Switching Protocols"]}
 - lan_close: {ip: 192.168.1.60, code: 1006}
 """)
     result = hubrt("run", str(ROOT / "tests" / "fixtures" / "ws-tour"), "--script", str(script), "--state",
                    str(tmp_path / "s"))
     assert "ok: datastore S" in result.stdout + result.stderr, result.stderr
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert f"{script}:9: 1006 is not a close code a server may send" in result.stderr
+    assert f"{script}:13: 1006 is not a close code a server may send" in result.stderr
 
 
 def test_a_bad_lan_step_names_its_line(tmp_path):

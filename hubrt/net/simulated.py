@@ -116,15 +116,16 @@ class SimulatedLan:
 
     # -- what tests and scenarios do -----------------------------------------
 
-    def add_host(self, ip: str, name: str | None = None, http: dict | None = None,
+    def add_host(self, ip: str, name: str | None = None, http: dict | list[dict] | None = None,
                  ssdp: dict[str, str] | None = None, mdns: list[dict] | None = None) -> Host:
-        """A host (replacing one at that address); `http`: {"port": 80, "routes": {...}} (see HttpPeer);
-        `mdns`: the services it advertises."""
+        """A host (replacing one at that address); `http`: {"port": 80, "routes": {...}} (see HttpPeer),
+        or a list of them for a host that serves on several ports; `mdns`: the services it advertises."""
         host = Host(ip, name)
         if http is not None:
             from hubrt.net.http import HttpPeer  # h11 is loaded only where a LAN has an HTTP server
 
-            host.tcp[int(http.get("port", 80))] = HttpPeer(http.get("routes") or {})
+            for server in http if isinstance(http, list) else [http]:
+                host.tcp[int(server.get("port", 80))] = HttpPeer(server.get("routes") or {})
         host.ssdp = ssdp
         host.mdns = list(mdns or [])
         self.hosts[ip] = host
