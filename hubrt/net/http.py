@@ -149,8 +149,8 @@ class HttpPeer:
         if response.get("stream"):  # the head only, and the connection stays open for `push`
             headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                        **(response.get("headers") or {})}
-            conn.send((f"HTTP/1.1 {status} {_reason(status).decode()}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-                       + "\r\n").encode("latin-1"))
+            head = f"HTTP/1.1 {status} {_reason(status).decode()}\r\n"
+            conn.send((head + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode("latin-1"))
             conn.state["streaming"] = True
             self.streams.append((path, conn))
             return

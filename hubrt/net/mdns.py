@@ -78,4 +78,5 @@ def _shape(service_type: str, domain: str, records: list, senders: dict[str, str
                       "host_info": {"address": addresses.get(target, sender), "port": port,
                                     "name": target.rstrip(".") if target else None},
                       "txt": {"text": [list(entry) for entry in txt.get(instance, [])]}})
-    return {"found": found, "answers": answers}
+    unique = list({repr(answer): answer for answer in answers}.values())  # responders repeat records
+    return {"found": found, "answers": unique}
