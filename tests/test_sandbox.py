@@ -177,6 +177,19 @@ def test_event_values_are_checked_every_time_they_could_be_wrong(lua_hub):
     """)
 
 
+def _hsl_cases() -> str:
+    """Lua rows {r, g, b, h, s, l, r2, g2, b2} computed with colorsys, the reference for the hsl helpers."""
+    import colorsys
+
+    rows = []
+    for rgb in ((255, 0, 0), (12, 200, 90), (30, 60, 250), (0, 0, 255)):
+        h, light, sat = colorsys.rgb_to_hls(*(c / 255 for c in rgb))
+        hsl = [int(v * 100 + 0.5) for v in (h, sat, light)]
+        back = colorsys.hls_to_rgb(hsl[0] / 100, hsl[2] / 100, hsl[1] / 100)
+        rows.append("{" + ", ".join(map(str, [*rgb, *hsl, *(int(c * 255 + 0.5) for c in back)])) + "}")
+    return ", ".join(rows)
+
+
 def test_st_utils_as_drivers_use_it(lua_hub):
     lua_hub.run("""
         local utils = require "st.utils"
@@ -188,24 +201,72 @@ def test_st_utils_as_drivers_use_it(lua_hub):
         assert(near(utils.f_to_c(212), 100) and near(utils.c_to_f(-40), -40))
         assert(utils.bytes_to_hex_string("\\1\\171\\255") == "01abff")
         assert(utils.generate_uuid_v4():match("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"))
-        local r, g, b = utils.hsv_to_rgb(0, 100)
-        assert(r == 255 and g == 0 and b == 0, r .. " " .. g .. " " .. b)
-        r, g, b = utils.hsv_to_rgb(100 / 3, 100, 100)
-        assert(r == 0 and g == 255 and b == 0)
-        for _, rgb in ipairs{{255, 0, 0}, {12, 200, 90}, {30, 60, 250}, {128, 128, 128}} do
+        -- colours as the platform's library gives them: hsv in [0, 1], hsl in percent and 0-255
+        local r, g, b = utils.hsv_to_rgb(0, 1)
+        assert(r == 1 and g == 0 and b == 0, r .. " " .. g .. " " .. b)
+        r, g, b = utils.hsv_to_rgb(1 / 3, 1)
+        assert(r == 0 and g == 1 and b == 0)
+        r, g, b = utils.hsv_to_rgb(0.7, 0)
+        assert(r == 1 and g == 1 and b == 1, "no saturation: white")
+        for _, rgb in ipairs{{1, 0, 0}, {0.05, 1, 0.35}, {0.1, 0.25, 1}, {1, 1, 1}} do
           local h, s, v = utils.rgb_to_hsv(rgb[1], rgb[2], rgb[3])
-          local r2, g2, b2 = utils.hsv_to_rgb(h, s, v)
-          assert(r2 == rgb[1] and g2 == rgb[2] and b2 == rgb[3], "hsv round trip")
-          h, s, l = utils.rgb_to_hsl(rgb[1], rgb[2], rgb[3])
-          r2, g2, b2 = utils.hsl_to_rgb(h, s, l)
-          assert(math.abs(r2 - rgb[1]) <= 1 and math.abs(g2 - rgb[2]) <= 1 and math.abs(b2 - rgb[3]) <= 1, "hsl")
+          assert(v == 1)
+          local r2, g2, b2 = utils.hsv_to_rgb(h, s)
+          assert(math.abs(r2 - rgb[1]) < 1e-9 and math.abs(g2 - rgb[2]) < 1e-9 and math.abs(b2 - rgb[3]) < 1e-9,
+                 "hsv round trip")
+        end
+        -- {rgb, its rounded hsl, that hsl's rounded rgb}: the figures Python's colorsys gives
+        for _, case in ipairs{HSL_CASES} do
+          local h, s, l = utils.rgb_to_hsl(case[1], case[2], case[3])
+          assert(h == case[4] and s == case[5] and l == case[6], "rgb_to_hsl " .. h .. " " .. s .. " " .. l)
+          local r2, g2, b2 = utils.hsl_to_rgb(h, s, l)
+          assert(r2 == case[7] and g2 == case[8] and b2 == case[9], "hsl_to_rgb " .. r2 .. " " .. g2 .. " " .. b2)
         end
         r, g, b = utils.hsl_to_rgb(0, 100)  -- lightness 50 unless given
         assert(r == 255 and g == 0 and b == 0)
+        assert(select(3, utils.rgb_to_hsl(255, 0, 0)) == 50)
+        r, g, b = utils.hsl_to_rgb(20, 0, 10)
+        assert(r == 255 and g == 255 and b == 255, "no saturation: white, whatever the lightness (as the library)")
+        -- CIE xy through sRGB: its red primary is at x 0.64, y 0.33
+        local x, y, Y = utils.safe_hsv_to_xy(0, 100)
+        assert(math.abs(x - 0.64 * 65536) < 3 and math.abs(y - 0.33 * 65536) < 3 and near(Y, 0.2126729), x .. " " .. y)
+        local h, s, v = utils.safe_xy_to_hsv(x, y, Y)
+        assert((h == 0 or h == 100) and s == 100 and v == 100, h .. " " .. s .. " " .. v)
+        h, s = utils.safe_xy_to_hsv(utils.safe_hsv_to_xy(60, 80))
+        assert(math.abs(h - 60) <= 1 and math.abs(s - 80) <= 2, h .. " " .. s)
+        x, y = utils.safe_hsv_to_xy(nil, nil) -- missing: 0 (white, at D65)
+        assert(math.abs(x - 0.3127 * 65536) < 10 and math.abs(y - 0.3290 * 65536) < 10)
+        -- bits, most significant first
+        assert(table.concat(utils.bitify("\\5\\128"), "") == "0000010110000000")
+        assert(utils.bit_list_to_int({1, 0, 1}) == 5 and utils.bit_list_to_byte_str(utils.bitify("ab")) == "ab")
+        assert(not pcall(utils.bit_list_to_int, {1, 2}) and not pcall(utils.bit_list_to_byte_str, {1}))
+        -- names, tables, orders
+        assert(utils.camel_case("hello_world") == "helloWorld" and utils.pascal_case("hello world") == "HelloWorld")
+        assert(utils.snake_case("helloWorld") == "hello_world" and utils.snake_case("HTTPServer") == "http_server")
+        assert(utils.screaming_snake_case("fooBar") == "FOO_BAR")
+        local merged = utils.merge({a = 1, b = {c = 1}}, {a = 2, b = {d = 2}, e = 3})
+        assert(merged.a == 1 and merged.b.c == 1 and merged.b.d == 2 and merged.e == 3, "merge fills in")
+        local updated = utils.update({a = 1, b = {c = 1}}, {a = 2, b = {c = 3}, e = 5})
+        assert(updated.a == 2 and updated.b.c == 3 and updated.e == nil, "update overwrites")
+        local seen = {}
+        for k, v in utils.fvalues({x = 3, y = 1, z = 2}) do seen[#seen + 1] = k .. v end
+        for k in utils.fkeys({b = 1, a = 2}) do seen[#seen + 1] = k end
+        assert(table.concat(seen, ",") == "y1,z2,x3,a,b", table.concat(seen, ","))
+        assert(table.concat(utils.rsort({2, 3, 1}), "") == "321")
+        local backoff = utils.backoff_builder(10, 1)
+        local waits = {}
+        for i = 1, 6 do waits[i] = backoff() end
+        assert(waits[1] == 0 and waits[2] == 1 and waits[3] == 3 and waits[4] == 7 and waits[5] == 10
+               and waits[6] == 10, table.concat(waits, ","))
+        assert(utils.get_print_safe_string("ab\\1") == [[\\x61\\x62\\x01]] and utils.get_print_safe_string("ok") == "ok")
+        assert(utils.mole_per_cubic_meter_to_ppm(2) == 48900)
+        local ok, err = pcall(utils.verify_type, 1, "string", "name")
+        assert(not ok and err:find("name should be of type string but was number"), err)
+        assert(utils.log_func_wrapper(function(a, b) return a + b end, "add")(2, 3) == 5)
         assert(utils.serialize_int(0x1234, 2) == "\\18\\52" and utils.serialize_int(0x1234, 2, false, true) == "\\52\\18")
         assert(utils.serialize_int(-2, 2, true) == "\\255\\254")
         assert(utils.deserialize_int("\\255\\254", 2, true) == -2 and utils.deserialize_int("\\255\\254", 2) == 65534)
         assert(utils.deserialize_int(utils.serialize_int(123456, 4, false, true), 4, false, true) == 123456)
         assert(not pcall(utils.serialize_int, 256, 1), "does not fit")
         assert(not pcall(utils.deserialize_int, "\\1", 2), "too short")
-    """)
+    """.replace("HSL_CASES", _hsl_cases()))

@@ -19,5 +19,8 @@ return function(send)
   function logger.log(_, level, ...)
     send(type(level) == "string" and level or "info", join(...))
   end
+  for _, level in ipairs{"trace", "debug", "info", "warn", "error", "fatal"} do
+    logger["LOG_LEVEL_" .. level:upper()] = level == "fatal" and "error" or level
+  end
   return logger
 end
