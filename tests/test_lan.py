@@ -328,6 +328,12 @@ def mdns_responder():
     sock.close()
 
 
+def test_a_service_type_dns_cannot_ask_for_is_an_answer_not_an_exception():
+    from hubrt.net.mdns import discover
+    assert discover("_bad..type", "local", window=0.1) == {
+        "error": "_bad..type.local is not a service to ask for: A DNS label is empty."}
+
+
 def test_mdns_discovery_on_the_real_network(new_hub, tmp_path, mdns_responder):
     from hubrt.clock import Clock
 

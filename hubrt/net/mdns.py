@@ -22,7 +22,10 @@ WINDOW = 1.0  # seconds answers are waited for
 
 def discover(service_type: str, domain: str, window: float = WINDOW) -> dict:
     service = f"{service_type}.{domain}."
-    query = dns.message.make_query(service, dns.rdatatype.PTR)
+    try:
+        query = dns.message.make_query(service, dns.rdatatype.PTR)
+    except (dns.exception.DNSException, ValueError) as e:
+        return {"error": f"{service_type}.{domain} is not a service to ask for: {e}"}
     query.id = 0
     records: list = []
     senders: dict[str, str] = {}  # instance name -> the address its answer came from

@@ -6,6 +6,7 @@ local utils = {}
 
 -- true, or nil, why and the 1-based position of the first byte that is not valid UTF-8.
 function utils.validate_utf8(text)
+  if type(text) ~= "string" then error("validate_utf8 expects a string, got " .. type(text), 2) end
   local position, why = host.utf8_error(text)
   if position == nil then return true end
   return nil, why, position

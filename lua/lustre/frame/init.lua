@@ -37,6 +37,7 @@ end
 
 function Frame.from_parts(header, payload, apply_mask)
   payload = payload or ""
+  if type(payload) ~= "string" then error("a frame's payload is a string, got " .. type(payload), 2) end
   header:set_length(#payload)
   local frame = new(header, payload)
   if apply_mask then frame:set_mask() end
