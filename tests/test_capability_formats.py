@@ -150,13 +150,17 @@ def test_an_event_for_a_capability_the_profile_lacks_is_dropped_with_a_warning(n
     hub.install(make_driver(tmp_path / "d", """
         local caps = require "st.capabilities"
         require("st.driver")("d", {capability_handlers = {switch = {on = function(driver, device)
-          device:emit_event(caps.temperatureMeasurement.temperature({value = 20, unit = "C"}))
-          device:emit_event(caps.switch.switch.on())
+          local ok, why = device:emit_event(caps.temperatureMeasurement.temperature({value = 20, unit = "C"}))
+          driver.datastore.dropped = {ok, why}
+          driver.datastore.sent = device:emit_event(caps.switch.switch.on()) ~= nil
         end}}}):run()
     """, profiles={"p": "name: p\ncomponents:\n  - id: main\n    capabilities:\n      - id: switch\n"}))
     hub.add_device("test-driver", "p", label="Plug")
     hub.command("Plug", "switch", "on")
     assert [(e.capability, e.value) for e in hub.events] == [("switch", "on")]
+    saved = hub.store.load("test-driver")  # as the hub's library answers: false and why; the event when sent
+    assert saved["dropped"][0] is False and "does not support capability temperatureMeasurement" in saved["dropped"][1]
+    assert saved["sent"] is True
     assert any("init.lua:4:" in r.text and "does not support capability temperatureMeasurement" in r.text
                and "not sent" in r.text for r in hub.logs if r.level == "warn")
 

@@ -171,11 +171,11 @@ function methods:emit_component_event(component, event)
   end
   local cap, attr, state = event.capability_id, event.attribute_id, event.state
   if not self:supports_capability_by_id(cap, component_id) then
-    -- the hub logs and drops such an event; hubrt says where it came from
-    host.log("warn", string.format("%s%s does not support capability %s on component %s: the event %s.%s is "
-                                   .. "not sent", host.where(1), tostring(self), cap, tostring(component_id), cap,
-                                   tostring(attr)))
-    return
+    -- the hub's library logs and drops such an event, answering false and why; hubrt says where it came from
+    local why = string.format("%s does not support capability %s on component %s: the event %s.%s is not sent",
+                              tostring(self), cap, tostring(component_id), cap, tostring(attr))
+    host.log("warn", host.where(1) .. why)
+    return false, why
   end
   local cache = subtable(subtable(subtable(self.persistent_store, "__state_cache"), component_id), cap)
   local previous = cache[attr]
@@ -187,6 +187,7 @@ function methods:emit_component_event(component, event)
     if previous.unit ~= state.unit then previous.unit = state.unit end
   end
   host.emit(self.id, component_id, cap, attr, state.value, state.unit, event.state_change or changed)
+  return event
 end
 
 function methods:emit_event(event)
