@@ -133,6 +133,24 @@ local function capability_id(cap)
   return cap
 end
 
+function methods:component_exists(component_id)
+  return self.profile.components[component_id] ~= nil
+end
+
+function methods:component_count()
+  local n = 0
+  for _ in pairs(self.profile.components) do n = n + 1 end
+  return n
+end
+
+function methods:pretty_print() return tostring(self) end
+
+-- A parent's own way to find a child from a protocol endpoint (kept as a transient field, as the
+-- hub's library keeps it).
+function methods:set_find_child(find_child)
+  self:set_field("__find_child_fn", find_child)
+end
+
 function methods:supports_capability_by_id(cap_id, component_id)
   for id, component in pairs(self.profile.components) do
     if component_id == nil or component_id == id then
