@@ -41,6 +41,8 @@ def lua_text(value: str) -> str:
 
 
 def test_every_enum_value_has_its_constructor(lua_hub):
+    """capabilities.<cap>.<attribute>.<value>() makes the event, and .NAME is the value (drivers
+    compare command arguments with it)."""
     values = list(enum_values())
     assert len(values) > 500
     rows = ",\n".join(f"{{{lua_text(c)}, {lua_text(a)}, {lua_text(v)}, {lua_text(re.sub(r'[^0-9A-Za-z_]', '_', v))}}}"
@@ -51,7 +53,8 @@ def test_every_enum_value_has_its_constructor(lua_hub):
         for _, row in ipairs({{ {rows} }}) do
           local cap, attr, value, name = row[1], row[2], row[3], row[4]
           local ok, event = pcall(function() return caps[cap][attr][name]() end)
-          if not ok or event.state.value ~= value or event.capability_id ~= cap or event.attribute_id ~= attr then
+          if not ok or event.state.value ~= value or event.capability_id ~= cap or event.attribute_id ~= attr
+              or caps[cap][attr][name].NAME ~= value then
             wrong[#wrong + 1] = cap .. "." .. attr .. "." .. name .. ": " .. tostring(ok and event.state.value or event)
           end
           seen = seen + 1

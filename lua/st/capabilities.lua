@@ -45,15 +45,21 @@ local function new_attribute(cap_id, attr_id, schema)
     return ev
   end
 
+  -- A value's constructor, as the hub's library gives it: callable, and its NAME is the value
+  -- (drivers compare with capabilities.switch.switch.on.NAME).
+  local function value_constructor(value)
+    return setmetatable({NAME = value}, {__call = function(_, extra) return event(value, extra) end})
+  end
+
   local mt = {__call = function(_, value, extra) return event(value, extra) end}
   if schema.type == "enum" then
     for _, value in ipairs(schema.values) do
-      attribute[constructor_name(value)] = function(extra) return event(value, extra) end
+      attribute[constructor_name(value)] = value_constructor(value)
     end
   elseif schema.type == "any" then -- nothing is known of its values: a constructor by any value name
     mt.__index = function(self, name)
       if type(name) ~= "string" then return nil end
-      local constructor = function(extra) return event(name, extra) end
+      local constructor = value_constructor(name)
       rawset(self, name, constructor)
       return constructor
     end
