@@ -95,13 +95,26 @@ class Bridge:
     def api(self) -> Any:
         return self.state.lazy_table(self.functions())
 
+    def py(self, value: Any) -> Any:
+        """A value driver code handed over, as plain Python: a table is read as driver code sees it
+        (a datastore table's contents, not its empty proxy). ValueError for a table that contains
+        itself or nests too deep."""
+        if self.lua_type(value) == "table":
+            copied = self.state.helpers.plain(value)
+            value, problem = copied if isinstance(copied, tuple) else (copied, None)
+            if problem is not None:
+                raise ValueError(as_text(problem))
+        return to_python(value, self.lua_type)
+
     def log(self, level: bytes, text: bytes) -> None:
         self._log(as_text(level), as_text(text))
 
     def check_event(self, cap_id: bytes, attribute: bytes, value: Any, unit: Any) -> Any:
-        problem = self.catalogue.check_event(
-            as_text(cap_id), as_text(attribute), to_python(value, self.lua_type),
-            None if unit is None else to_python(unit, self.lua_type))
+        try:
+            value, unit = self.py(value), None if unit is None else self.py(unit)
+        except ValueError as e:
+            return f"{as_text(cap_id)}.{as_text(attribute)}: {e}".encode()
+        problem = self.catalogue.check_event(as_text(cap_id), as_text(attribute), value, unit)
         return problem.encode() if problem else None
 
     def capability_definition(self, cap_id: bytes) -> Any:
@@ -128,8 +141,8 @@ class Bridge:
 
     def json_encode(self, value: Any) -> Any:
         try:
-            return orjson.dumps(to_python(value, self.lua_type))
-        except (TypeError, orjson.JSONEncodeError) as e:
+            return orjson.dumps(self.py(value))
+        except (TypeError, ValueError, orjson.JSONEncodeError) as e:
             return None, f"st.json.encode: {e}".encode()
         except MemoryError:  # the worker's address-space cap, on top of the Lua state's own
             return None, NO_MEMORY
@@ -340,7 +353,10 @@ class DriverBridge(Bridge):
         })
 
     def create_device(self, metadata: Any) -> Any:
-        meta = to_python(metadata, self.lua_type)
+        try:
+            meta = self.py(metadata)
+        except ValueError as e:
+            return None, f"try_create_device: {e}".encode()
         if not isinstance(meta, dict):
             return None, b"try_create_device expects a table of device metadata"
         profiles = self.driver.package.profiles
@@ -362,7 +378,10 @@ class DriverBridge(Bridge):
         self.link.log(as_text(level), as_text(text), as_text(device_id))
 
     def update_metadata(self, device_id: bytes, metadata: Any) -> Any:
-        meta = to_python(metadata, self.lua_type)
+        try:
+            meta = self.py(metadata)
+        except ValueError as e:
+            return f"try_update_metadata: {e}".encode()
         if not isinstance(meta, dict):
             return b"try_update_metadata expects a table, e.g. {profile = \"other-profile\"}"
         profiles = self.driver.package.profiles
@@ -372,9 +391,13 @@ class DriverBridge(Bridge):
         self.link.update_metadata(as_text(device_id), meta)
         return None
 
-    def inject_command(self, device_id: bytes, capability: bytes, command: bytes, args: Any) -> None:
-        self.link.inject(as_text(device_id), as_text(capability), as_text(command),
-                         None if args is None else to_python(args, self.lua_type))
+    def inject_command(self, device_id: bytes, capability: bytes, command: bytes, args: Any) -> Any:
+        try:
+            args = None if args is None else self.py(args)
+        except ValueError as e:
+            return f"inject_capability_command: {e}".encode()
+        self.link.inject(as_text(device_id), as_text(capability), as_text(command), args)
+        return None
 
     def environment_info(self) -> Any:
         """What driver.environment_info holds on a hub: the hub's address on the network its drivers

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hubrt.bridge import Bridge, to_lua, to_python
+from hubrt.bridge import Bridge, to_lua
 from hubrt.capabilities import Catalogue
 from hubrt.coverage import LineCoverage
 from hubrt.engine import LuaFailure, LuaState, as_text
@@ -163,7 +163,12 @@ class TestBridge(Bridge):
     # -- the hub, for the test -------------------------------------------------
 
     def _py(self, value: Any) -> Any:
-        return None if value is None else to_python(value, self.lua_type)
+        if value is None:
+            return None
+        try:
+            return self.py(value)
+        except ValueError as e:
+            raise InputError(str(e)) from None
 
     def _lua(self, value: Any) -> Any:
         return to_lua(self.runtime, value)

@@ -1,5 +1,7 @@
 """Isolation (spec/datastore.md section 7, facts/lupa.md section 8): every escape fails with a Lua error."""
 
+import json
+
 import pytest
 
 from hubrt.engine import LuaState, LuaFailure
@@ -270,3 +272,19 @@ def test_st_utils_as_drivers_use_it(lua_hub):
         assert(not pcall(utils.serialize_int, 256, 1), "does not fit")
         assert(not pcall(utils.deserialize_int, "\\1", 2), "too short")
     """.replace("HSL_CASES", _hsl_cases()))
+
+
+def test_tables_kept_in_the_datastore_reach_python_whole(lua_hub):
+    """A datastore table is a proxy over hidden contents: what Python reads of it (st.json, event
+    values, device metadata) is its contents, as driver code sees them (st.json.encode gave {})."""
+    state, presets, ok, err = lua_hub.run("""
+        local ds = require("datastore").init()
+        ds.state = {volume = 30, presets = {"a", "b"}}
+        local json = require "st.json"
+        local loop = {}
+        loop.self = loop
+        local ok, err = pcall(json.encode, loop)
+        return json.encode(ds.state), json.encode(ds.state.presets), ok, err
+        """)
+    assert json.loads(state) == {"volume": 30, "presets": ["a", "b"]} and json.loads(presets) == ["a", "b"]
+    assert (ok, err) == (False, b"driver.lua:7: st.json.encode: a table that contains itself")

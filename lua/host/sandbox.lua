@@ -342,6 +342,28 @@ function helpers.set_clock(now) clock_now = now end
 -- After an out-of-memory error the garbage stays until the next cycle.
 function helpers.collect_garbage() collectgarbage("collect") end
 
+-- A deep copy of a value through pairs, as driver code sees its tables (a datastore table's
+-- contents, not its empty proxy): what Python reads when a driver hands it a table. nil and why
+-- for a table that contains itself or is nested deeper than anything could be saved.
+local PLAIN_DEPTH = 200
+local function plain_copy(value, active, depth)
+  if type(value) ~= "table" then return value end
+  if active[value] then error({plain = "a table that contains itself"}, 0) end
+  if depth > PLAIN_DEPTH then error({plain = "tables nested deeper than " .. PLAIN_DEPTH .. " levels"}, 0) end
+  active[value] = true
+  local out = {}
+  for k, v in env.pairs(value) do out[plain_copy(k, active, depth + 1)] = plain_copy(v, active, depth + 1) end
+  active[value] = nil
+  return out
+end
+
+function helpers.plain(value)
+  local ok, result = pcall(plain_copy, value, {}, 0)
+  if ok then return result end
+  if type(result) == "table" and result.plain then return nil, result.plain end
+  error(result, 0) -- the driver's own __pairs failed, or a stop: it goes on up
+end
+
 helpers.where = where
 helpers.raise = raise
 

@@ -79,7 +79,8 @@ function Driver:inject_capability_command(device, command)
       or type(command.command) ~= "string" then
     host.raise("inject_capability_command(device, {capability = ..., command = ..., args = {...}})")
   end
-  host.inject_command(device.id, command.capability, command.command, command.args)
+  local problem = host.inject_command(device.id, command.capability, command.command, command.args)
+  if problem then host.raise(problem) end
 end
 
 function Driver:call_with_delay(seconds, callback, name)
