@@ -284,6 +284,7 @@ def test_tables_kept_in_the_datastore_reach_python_whole(lua_hub):
         local loop = {}
         loop.self = loop
         local ok, err = pcall(json.encode, loop)
+        assert(json({use_native = false}) == json, "the module is also called to configure it")
         return json.encode(ds.state), json.encode(ds.state.presets), ok, err
         """)
     assert json.loads(state) == {"volume": 30, "presets": ["a", "b"]} and json.loads(presets) == ["a", "b"]

@@ -17,4 +17,6 @@ function json.decode(text)
   return value
 end
 
-return json
+-- The hub's module is also called to configure it (`require("st.json")({use_native = false})` picks
+-- dkjson over the native encoder); hubrt has one encoder, so every configuration gets it.
+return setmetatable(json, {__call = function(self) return self end})
