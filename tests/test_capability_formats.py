@@ -203,6 +203,11 @@ def test_the_hub_libraries_definition_files_are_read_as_data(tmp_path):
     assert fan["commands"]["setSpeed"] == [{"type": "integer", "minimum": 0, "maximum": 4, "name": "speed"}]
     shown = hubrt("capabilities", "x.fan", "--capabilities", str(folder), check=True).stdout
     assert "attribute speed: integer 0..4 [unit required, one of rpm]" in shown
+    libs = tmp_path / "lua_libs-api_v99"  # the libraries' root will do too
+    (libs / "st" / "capabilities").mkdir(parents=True)
+    folder.rename(libs / "st" / "capabilities" / "generated")
+    assert "attribute speed" in hubrt("capabilities", "x.fan", "--capabilities", str(libs), check=True).stdout
+    folder = libs / "st" / "capabilities" / "generated"
     (folder / "broken.lua").write_text("os.execute('echo run')\n")
     result = hubrt("capabilities", "--capabilities", str(folder))
     assert result.returncode == 2 and "Traceback" not in result.stderr

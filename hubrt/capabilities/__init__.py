@@ -221,7 +221,8 @@ class Catalogue:
         for folder in folders:
             if not Path(folder).is_dir():
                 raise CapabilityError(f"{folder}: no such folder of capability definitions")
-            catalogue = catalogue.extended(Path(folder))
+            generated = Path(folder) / "st" / "capabilities" / "generated"  # the root of the hub's libraries
+            catalogue = catalogue.extended(generated if generated.is_dir() else Path(folder))
         return catalogue
 
     def extended(self, folder: Path) -> Catalogue:
