@@ -1,9 +1,11 @@
 -- `lustre.ws` (lustre.WebSocket): a WebSocket client on a cosock TCP socket, as drivers use the
 -- hub's: `WebSocket.client(sock, "/path", config)`, callbacks for messages, errors and the
 -- close, `connect(host, port)` (the handshake, then a task that receives), `send_text`,
--- `send_bytes`, `close(code, reason)`. What the peer sends wrong (a broken frame, text that
--- is not UTF-8, a message over the limits) closes the connection with the code RFC 6455 gives
--- for it and reaches the error callback; it is never a Lua error in the driver.
+-- `send_bytes`, `close(code, reason)`. As with the hub's library, the close callback runs after
+-- a closing handshake and the error callback hears of a failure: a cut connection ("closed"),
+-- unanswered keep-alive pings, or what the peer sends wrong (a broken frame, text that is not
+-- UTF-8, a message over the limits: the connection is closed with the code RFC 6455 gives for
+-- it). None of it is a Lua error in the driver.
 local cosock = require "cosock"
 local socket = require "cosock.socket"
 local log = require "log"
