@@ -295,33 +295,34 @@ class DriverBridge(Bridge):
             "net": self.net,
         }
 
-    def net(self, call: bytes, sock: int, address: Any = None, port: Any = None, data: Any = None) -> Any:
-        """A socket call, answered by the hub's network; socket bytes cross as latin-1, unchanged."""
+    def _ask_network(self, message: dict) -> Any:
+        """A socket call answered by the hub's network, or refused for a driver without LAN permission."""
         if "lan" not in self.driver.package.permissions:
             answer = {"error": "this driver has no LAN permission: add `permissions: {lan: {}}` to its config.yml",
                       "permission": True}
         else:
-            message = {"call": as_text(call), "sock": sock}
-            if address is not None:
-                message["host"] = as_text(address)
-            if port is not None:
-                message["port"] = port
-            if data is not None:
-                message["data"] = data.decode("latin-1")
             answer = self.link.net(message)
             if "events" in answer:
                 answer["events"] = net_events(self.runtime, answer["events"])
         return to_lua(self.runtime, answer)
 
+    def net(self, call: bytes, sock: int, address: Any = None, port: Any = None, data: Any = None) -> Any:
+        """A socket call; socket bytes cross as latin-1, unchanged."""
+        message = {"call": as_text(call), "sock": sock}
+        if address is not None:
+            message["host"] = as_text(address)
+        if port is not None:
+            message["port"] = port
+        if data is not None:
+            message["data"] = data.decode("latin-1")
+        return self._ask_network(message)
+
     def tls(self, sock: int, verify: bool, server_name: Any, timeout: Any) -> Any:
         """A TLS handshake on a connected socket (cosock.ssl): the real network wraps it, the simulated
         LAN's peers speak in clear."""
-        if "lan" not in self.driver.package.permissions:
-            return self.net(b"tls", sock)  # the permission error, as for any socket call
-        answer = self.link.net({"call": "tls", "sock": sock, "verify": bool(verify),
-                                "server_name": as_text(server_name) if server_name else None,
-                                "timeout": timeout if isinstance(timeout, (int, float)) else None})
-        return to_lua(self.runtime, answer)
+        return self._ask_network({"call": "tls", "sock": sock, "verify": bool(verify),
+                                  "server_name": as_text(server_name) if server_name else None,
+                                  "timeout": timeout if isinstance(timeout, (int, float)) else None})
 
     def task_failed(self, what: bytes, kind: bytes, message: bytes, traceback: bytes) -> None:
         """An event run by a thread, or a cosock task, ended in an error or was stopped."""

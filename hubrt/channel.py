@@ -13,7 +13,6 @@ from __future__ import annotations
 import select
 import socket
 import struct
-import time
 from collections import deque
 
 import orjson
@@ -89,17 +88,11 @@ class Channel:
         del buf[:pos]
         return True
 
-    def recv(self, timeout: float | None = None) -> dict | None:
-        """The next message, or None when none came within `timeout` seconds (None: wait for ever).
-        Raises ChannelClosed when the other end is gone."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def recv(self) -> dict:
+        """The next message, waiting for it. Raises ChannelClosed when the other end is gone."""
         while not self._ready:
             if self._eof:
                 raise ChannelClosed("the other end closed the channel")
-            if deadline is not None:
-                left = max(0.0, deadline - time.monotonic())
-                if not select.select([self.sock], [], [], left)[0]:
-                    return None
             self._read(block=True)
         return self._ready.popleft()
 

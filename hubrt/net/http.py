@@ -27,6 +27,11 @@ import h11
 Route = dict | Callable[[dict], dict]
 
 
+def _websocket(conn: Any) -> dict | None:
+    """The WebSocket state of a connection that was switched to one (else None)."""
+    return conn.state.get("ws") if conn.state else None
+
+
 def _reason(status: int) -> bytes:
     """The reason phrase a server sends with a status ("OK", "Not Found"; none for an unknown one)."""
     try:
@@ -49,7 +54,7 @@ class HttpPeer:
         self.streams = [(p, conn) for p, conn in self.streams if not conn.closed]
         targets = [conn for p, conn in self.streams if p == path]
         for conn in targets:
-            ws = conn.state.get("ws") if conn.state else None
+            ws = _websocket(conn)
             if ws is not None and not raw:
                 conn.send(bytes(ws["frames"].send_data(text)))
             else:
@@ -61,7 +66,7 @@ class HttpPeer:
         answers it); how many."""
         count = 0
         for _, conn in self.streams:
-            ws = conn.state.get("ws") if conn.state else None
+            ws = _websocket(conn)
             if ws is not None and not conn.closed and not ws["closing"]:
                 ws["closing"] = True
                 conn.send(bytes(ws["frames"].close(code, reason)))
