@@ -16,7 +16,7 @@ from typing import Any, Callable
 from hubrt.bridge import Bridge, DriverBridge
 from hubrt.capabilities import Catalogue
 from hubrt.datastore import Datastore
-from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, LuaFailure, LuaState
+from hubrt.engine import DEFAULT_ENGINE, DEFAULT_MAX_MEMORY, OUT_OF_MEMORY, LuaFailure, LuaState
 from hubrt.package import DriverPackage
 
 
@@ -153,3 +153,29 @@ class DriverHost(DriverRuntime):
         fn = self.lua_driver[method.encode()]
         return self._protected(self.state.helpers.dispatch, self.options.handler_timeout, name.encode(), fn,
                                self.lua_driver, *args)
+
+    def call_all(self, calls: list[tuple[str, str, tuple]], done: Callable[[Outcome], None]) -> None:
+        """Makes each (name, method, args) `call` in turn, in one call into Lua (what makes a
+        worker's batch cheap); `done(outcome)` hears of each as it ends, in order."""
+        state = self.state
+        finished = 0
+
+        def told(ok: Any, kind: Any = None, message: Any = None, traceback: Any = None) -> None:
+            nonlocal finished
+            finished += 1
+            if ok is True:
+                done(Outcome("ok"))
+            else:
+                failure = state.failure(kind, message, traceback)
+                done(Outcome(failure.kind, failure.message, failure.traceback))
+
+        flat: list[Any] = []
+        for name, method, args in calls:
+            flat += (name.encode(), method.encode(), len(args), *args)
+        try:
+            state.helpers.dispatch_all(self.options.handler_timeout, self.lua_driver, state.runtime.table_from(flat),
+                                       told)
+        except state.lupa.LuaMemoryError:  # outside any handler: that call fails, the next ones are made
+            told(*OUT_OF_MEMORY)
+            for name, method, args in calls[finished:]:
+                done(self.call(name, method, *args))

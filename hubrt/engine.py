@@ -49,6 +49,10 @@ class LuaFailure(Exception):
         self.traceback = traceback
 
 
+# What a protected call answers when the Lua state ran out of memory outside any Lua handler.
+OUT_OF_MEMORY = (False, b"memory", b"not enough memory: the driver's Lua state reached its memory cap", b"")
+
+
 def _deny_attributes(obj: Any, name: Any, is_setting: bool) -> Any:
     raise AttributeError("Python objects are not accessible from driver code")
 
@@ -262,15 +266,19 @@ class LuaState:
         try:
             result = helper(*args)
         except self.lupa.LuaMemoryError:
-            result = (False, b"memory", b"not enough memory: the driver's Lua state reached its memory cap", b"")
+            result = OUT_OF_MEMORY
         if not isinstance(result, tuple):
             result = (result,)
         if result[0] is True:
             return result[1:]
-        _, kind, message, traceback = (as_text(part) for part in result)
+        raise self.failure(*result[1:])
+
+    def failure(self, kind: bytes, message: bytes, traceback: bytes) -> LuaFailure:
+        """What a protected call's `false, kind, message, traceback` means, for the driver's author."""
+        kind, message, traceback = as_text(kind), as_text(message), as_text(traceback)
         if kind == "memory":  # the garbage stays until the next cycle
             self.helpers.collect_garbage()
-        raise LuaFailure(kind, message, self.driver_frames(traceback))
+        return LuaFailure(kind, message, self.driver_frames(traceback))
 
     @staticmethod
     def driver_frames(traceback: str) -> str:

@@ -57,9 +57,13 @@ ADDRESS_SPACE_ROOM = 512 * 1024 * 1024
 # Dispatches posted to a worker before the hub waits for some to finish: enough to keep a worker
 # busy while the hub prepares the next ones, few enough that neither side's socket buffer fills.
 MAX_IN_FLIGHT = 64
+# Dispatches a worker takes into one call into Lua when they were waiting together (each still
+# runs as if alone: its tasks before the next one): one crossing instead of one per dispatch.
+MAX_BATCH = 16
 
 Serve = Callable[[str, dict, Any], Any]  # (driver, message, device) -> the hub's answer (None for notices)
 REQUESTS = ("load", "flush", "net")  # worker messages that wait for the hub's answer
+BATCHABLE = ("lifecycle", "command", "timer", "discovery", "net")  # dispatches a batch may hold
 
 
 def roundtrip(message: Any) -> Any:
@@ -192,27 +196,50 @@ class Worker:
             return self._done(self.host.start())
         if op == "stop":
             return {"op": "done", "outcome": Outcome("ok").as_message(), "reports": self._stop()}
-        return self._done(self.host.call(message["what"], *self._dispatch_args(message)))
+        method, args = self._dispatch_args(message)
+        return self._done(self.host.call(message["what"], method, *args))
 
-    def _dispatch_args(self, m: dict) -> tuple:
+    def handle_all(self, messages: list[dict], reply: Callable[[dict, bool], None]) -> None:
+        """Dispatches that were waiting together (see `batchable`), in one call into Lua, each
+        exactly as `handle` makes it; `reply(its reply, more to come)` after each, in order, so
+        that what a dispatch told the hub comes before its reply."""
+        self.link.tick(messages[0]["now"], messages[0]["real"])
+        left = len(messages)
+
+        def done(outcome: Outcome) -> None:
+            nonlocal left
+            left -= 1
+            reply(self._done(outcome), left > 0)
+
+        self.host.call_all([(m["what"], *self._dispatch_args(m)) for m in messages], done)
+
+    @staticmethod
+    def batchable(message: dict, first: dict) -> bool:
+        """Whether `message` can join a batch that starts with `first`: a dispatch to the running
+        driver, sent at the same hub time (a virtual clock), that changes nothing else first."""
+        return (message["op"] in BATCHABLE and "environment" not in message and "devices" not in message
+                and (message["real"] or message["now"] == first["now"]))
+
+    def _dispatch_args(self, m: dict) -> tuple[str, tuple]:
+        """The driver method a dispatch calls, and its arguments."""
         runtime = self.host.state.runtime
         op = m["op"]
         if op == "lifecycle":
-            return ("_on_device_lifecycle", m["device"].encode(), m["event"].encode(),
-                    to_lua(runtime, m["args"]) if m.get("args") else None)
+            return "_on_device_lifecycle", (m["device"].encode(), m["event"].encode(),
+                                            to_lua(runtime, m["args"]) if m.get("args") else None)
         if op == "command":
             named = m["args"]
-            return ("_on_capability_command", m["device"].encode(), m["capability"].encode(),
-                    m["component"].encode(), m["command"].encode(), to_lua(runtime, named) if named else None,
-                    to_lua(runtime, list(named.values())) if named else None)
+            return "_on_capability_command", (
+                m["device"].encode(), m["capability"].encode(), m["component"].encode(), m["command"].encode(),
+                to_lua(runtime, named) if named else None, to_lua(runtime, list(named.values())) if named else None)
         if op == "timer":
-            return ("_on_timer", m["id"])
+            return "_on_timer", (m["id"],)
         if op == "discovery":
-            return ("_on_discovery",)
+            return "_on_discovery", ()
         if op == "net":
-            return ("_on_net", net_events(runtime, m["events"]))
+            return "_on_net", (net_events(runtime, m["events"]),)
         if op == "environment":
-            return ("_on_environment", to_lua(runtime, m["environment"]))
+            return "_on_environment", (to_lua(runtime, m["environment"]),)
         raise ValueError(f"unknown message {op!r}")
 
     def _run_script(self, path: Path) -> Outcome:
@@ -266,6 +293,9 @@ def serve(worker: Worker, outbox: Outbox) -> None:
     network = worker.link.network
     if network is not None:
         network.selector.register(outbox.channel.sock, selectors.EVENT_READ, None)
+    def reply(message: dict, more: bool) -> None:
+        outbox.reply(message, worker.end_batch, more)
+
     while True:
         if network is not None:
             _serve_sockets(worker, outbox, network)
@@ -273,9 +303,13 @@ def serve(worker: Worker, outbox: Outbox) -> None:
             message = outbox.next_message()
         except ChannelClosed:
             return
-        reply = worker.handle(message)
-        if reply is not None:
-            outbox.reply(reply, worker.end_batch)
+        if worker.batchable(message, message) and worker.host is not None:
+            worker.handle_all([message, *outbox.take_while(lambda m: worker.batchable(m, message), MAX_BATCH - 1)],
+                              reply)
+            continue
+        answer = worker.handle(message)
+        if answer is not None:
+            reply(answer, False)
         if message["op"] == "stop":
             outbox.flush()  # the last reply goes out whatever else the hub sent meanwhile
             return
@@ -290,7 +324,7 @@ def _serve_sockets(worker: Worker, outbox: Outbox, network: RealNetwork) -> None
         if events and worker.host is not None and worker.host.running:
             now = worker.link.epoch_seconds()
             reply = worker.handle({"op": "net", "what": "network", "events": events, "now": now, "real": True})
-            outbox.reply({**reply, "op": "local_done"}, worker.end_batch)
+            outbox.reply({**reply, "op": "local_done"}, worker.end_batch, False)
             outbox.flush()
 
 
@@ -662,14 +696,28 @@ class Outbox:
     def next_message(self) -> dict:
         return self._backlog.popleft() if self._backlog else self.channel.recv()
 
+    def take_while(self, wanted: Callable[[dict], bool], limit: int) -> list[dict]:
+        """The messages that have arrived, from the next one on, as long as they are `wanted` (at
+        most `limit`); nothing waits."""
+        if not self._backlog:
+            try:
+                self._backlog.extend(self.channel.received())
+            except ChannelClosed:
+                pass  # the next wait finds out
+        taken = []
+        while self._backlog and len(taken) < limit and wanted(self._backlog[0]):
+            taken.append(self._backlog.popleft())
+        return taken
+
     def waiting(self) -> bool:
         """Whether the hub has sent something not yet taken."""
         return bool(self._backlog) or self.channel.pending() or self.channel.at_eof
 
-    def reply(self, message: dict, end_batch: Callable[[], None]) -> None:
-        """Queues a dispatch's reply. The batch ends when no more work is waiting, or every REPLIES
-        replies: `end_batch` then runs first (the datastore save), and everything goes out."""
-        last = self._replies + 1 >= self.REPLIES or not (self._backlog or self.channel.pending())
+    def reply(self, message: dict, end_batch: Callable[[], None], more: bool) -> None:
+        """Queues a dispatch's reply (`more`: the worker holds more work already). The batch ends
+        when no more work is waiting, or every REPLIES replies: `end_batch` then runs first (the
+        datastore save), and everything goes out."""
+        last = self._replies + 1 >= self.REPLIES or not (more or self._backlog or self.channel.pending())
         if last:
             end_batch()
         self.notify(message)

@@ -279,3 +279,48 @@ def test_a_last_reply_that_comes_with_the_end_of_the_channel_is_taken():
                 hub_end.received(timeout=0.1)
         finally:
             hub_end.close()
+
+
+ORDERLY = """
+local Driver = require "st.driver"
+local capabilities = require "st.capabilities"
+local cosock = require "cosock"
+local log = require "log"
+local seen = {}
+local function handle(driver, device, command)
+  local n = #seen + 1
+  seen[n] = command.command .. " " .. device.label
+  log.info("handling " .. command.command .. " for " .. device.label)
+  cosock.spawn(function() seen[#seen + 1] = "task of " .. n end, "follow-up")
+  if command.command == "off" and device.label == "B" then error("refused by B") end
+  driver.datastore.seen = table.concat(seen, ",")
+end
+Driver("orderly", {capability_handlers = {[capabilities.switch.ID] = {on = handle, off = handle}}}):run()
+"""
+
+
+@pytest.mark.parametrize("isolation", ["process", "inline"])
+def test_pipelined_dispatches_run_one_at_a_time_whatever_the_batch(new_hub, tmp_path, engine, isolation):
+    """A worker takes the dispatches that were waiting together into one call into Lua; each still
+    runs as if alone (the tasks it made run before the next dispatch), its logs are told about its
+    own device and its error names its own command, in a process as inline."""
+    logs = []
+    hub = new_hub(isolation=isolation, on_log=logs.append)
+    hub.install(make_driver(tmp_path / "orderly", ORDERLY, key="orderly"))
+    hub.add_device("orderly", "switch", label="A")
+    hub.add_device("orderly", "switch", label="B")
+    n = 120
+    for i in range(n):
+        hub.command("A" if i % 2 else "B", "switch", "on" if i % 3 else "off", wait=False)
+    hub.settle()
+    expected = []
+    for i in range(n):
+        expected.append(f"{'on' if i % 3 else 'off'} {'A' if i % 2 else 'B'}")
+        expected.append(f"task of {2 * i + 1}")
+    last_saved = max(i for i in range(n) if not (i % 2 == 0 and i % 3 == 0))  # B's "off" fails before saving
+    assert hub.store.load("orderly")["seen"] == ",".join(expected[:2 * last_saved + 1])
+    handled = [r for r in logs if r.text.startswith("handling")]
+    assert len(handled) == n and all(r.text.endswith(f"for {r.device}") for r in handled)
+    errors = [r.text for r in logs if r.level == "error"]
+    assert len(errors) == len(range(0, n, 6)) and all(
+        e.startswith("error in capability switch.off for B:") and "refused by B" in e for e in errors), errors

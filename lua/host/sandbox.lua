@@ -154,7 +154,11 @@ end
 -- hook). On standard Lua a hook belongs to one coroutine, so every coroutine
 -- driver code creates gets it too.
 local HOOK_COUNT = 10000
-local deadline, deadline_name, deadline_seconds -- while a handler runs under a time limit
+-- While a handler runs under a time limit: its name and seconds, and when it ends (CPU time).
+-- The clock is first read by the hook, not when the limit starts: reading it is a system call,
+-- and most handlers are over before the hook first runs (so a limit counts from the handler's
+-- first HOOK_COUNT instructions, a fraction of a millisecond).
+local limit_name, limit_seconds, deadline
 local coverage -- chunk name -> {[line] = true}, when line coverage is on
 
 local function hook(event, line)
@@ -168,21 +172,26 @@ local function hook(event, line)
       end
       lines[line] = true
     end
-  elseif deadline and os.clock() > deadline then
-    deadline = nil
-    local message = string.format("%s ran for more than %g s and was stopped", deadline_name, deadline_seconds)
-    error(new_stop("timeout", where(1) .. message), 0)  -- where: the line it was running
+  elseif limit_name then
+    local now = os.clock()
+    if deadline == nil then
+      deadline = now + limit_seconds
+    elseif now > deadline then
+      local message = string.format("%s ran for more than %g s and was stopped", limit_name, limit_seconds)
+      limit_name, deadline = nil, nil
+      error(new_stop("timeout", where(1) .. message), 0)  -- where: the line it was running
+    end
   end
 end
 
 -- Once a time limit is used the count hook stays installed (installing a hook costs more than
--- running it: LuaJIT re-patches its dispatch table), and the hook does nothing while no deadline is set.
+-- running it: LuaJIT re-patches its dispatch table), and the hook does nothing while no limit runs.
 local armed = false
 local hooked = setmetatable({}, {__mode = "k"}) -- "all" (LuaJIT: one hook for every coroutine),
                                                 -- or the Lua 5.3 coroutines ("main") that have it
 
 local function set_hook(co)
-  local mask, count = coverage and "l" or "", (armed or deadline) and HOOK_COUNT or 0
+  local mask, count = coverage and "l" or "", (armed or limit_name) and HOOK_COUNT or 0
   if mask == "" and count == 0 then
     if co then debug.sethook(co) else debug.sethook() end
   elseif co then
@@ -376,13 +385,13 @@ local dispatch_name -- what the hub's current dispatch is, as its errors name it
 
 local function start_deadline(seconds, name, co)
   if seconds > 0 then
-    deadline, deadline_name, deadline_seconds = os.clock() + seconds, name, seconds
+    limit_name, limit_seconds, deadline = name, seconds, nil
     arm(co)
   end
 end
 
 local function end_deadline(...)
-  deadline = nil
+  limit_name, deadline = nil, nil
   return ...
 end
 
@@ -403,6 +412,20 @@ function helpers.dispatch(seconds, name, f, ...)
   task_seconds, dispatch_name = seconds, name
   start_deadline(seconds, name)
   return end_deadline(helpers.protected_call(f == nil and run_scheduler or dispatch_then_run, f, ...))
+end
+
+-- The hub's messages that were waiting together, in one call from the worker: each one is
+-- dispatched exactly as `dispatch` does it (its tasks run before the next message), and
+-- `done(ok, kind, message, traceback)` hears how it ended, in order. `calls` is flat:
+-- name, driver method, number of arguments, the arguments; then the next message.
+local unpack = table.unpack or unpack
+function helpers.dispatch_all(seconds, driver, calls, done)
+  local i = 1
+  while calls[i] ~= nil do
+    local name, n = calls[i], calls[i + 2]
+    done(helpers.dispatch(seconds, name, driver[calls[i + 1]], driver, unpack(calls, i + 3, i + 2 + n)))
+    i = i + 3 + n
+  end
 end
 
 -- Runs the tasks that are runnable (those the main chunk made, once driver:run() is reached).
@@ -477,7 +500,7 @@ function helpers.set_runtime_api(api)
   end
   -- The running task starts new work within its turn: the limit starts again, under a new name.
   function api.new_turn(what)
-    if deadline then deadline, deadline_name = os.clock() + task_seconds, what end
+    if limit_name then limit_name, deadline = what, nil end
   end
   -- The kind of a stop (os.exit: "exit", a time limit: "timeout"), nil for any other error.
   function api.stop_kind(e) return stops[e] and e.kind or nil end
