@@ -369,7 +369,9 @@ class DriverBridge(Bridge):
 
     def emit(self, device_id: bytes, component: bytes, capability: bytes, attribute: bytes, value: Any,
              unit: Any, state_change: bool) -> None:
-        self.link.emit(as_text(device_id), as_text(component), as_text(capability), as_text(attribute),
+        # (one of the commonest crossings: the device id and capability are strings st.device checked)
+        self.link.emit(device_id.decode("utf-8", "replace"), as_text(component),
+                       capability.decode("utf-8", "replace"), as_text(attribute),
                        to_python(value, self.lua_type), None if unit is None else as_text(unit), bool(state_change))
 
     def set_online(self, device_id: bytes, online: bool) -> None:

@@ -30,6 +30,8 @@ class Channel:
         self.sock = sock
         self._buf = bytearray()
         self._ready: deque[dict] = deque()  # messages read and decoded, not yet taken
+        self._unsent = bytearray()  # frames queued, not yet written
+        self._queued = 0
         self._eof = False
 
     @classmethod
@@ -46,9 +48,26 @@ class Channel:
         return _HEADER.pack(len(data)) + data
 
     def send(self, message: dict | list[dict]) -> None:
-        """One message, or a list of them in one frame."""
+        """One message, or a list of them in one frame (after any queued ones)."""
+        self._unsent += self.frame(message)
+        self.flush()
+
+    def queue(self, message: dict) -> int:
+        """A message that goes out with the next `send` or `flush`, in one write with the others
+        queued; how many are queued now."""
+        self._unsent += self.frame(message)
+        self._queued += 1
+        return self._queued
+
+    def flush(self) -> None:
+        """Writes the queued messages."""
+        if not self._unsent:
+            return
+        data = bytes(self._unsent)
+        self._unsent.clear()
+        self._queued = 0
         try:
-            self.sock.sendall(self.frame(message))
+            self.sock.sendall(data)
         except OSError as e:  # EPIPE, ECONNRESET: the peer is gone
             raise ChannelClosed(str(e)) from None
 

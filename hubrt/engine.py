@@ -24,6 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
+from hubrt import watchdog
 from hubrt.paths import LUA_DIR
 
 ENGINES = {"luajit": "lupa.luajit21", "5.3": "lupa.lua53"}
@@ -180,7 +181,8 @@ class LuaState:
         interruptible: bool = False,
     ) -> None:
         """`interruptible` turns LuaJIT's compiler off: compiled loops skip the
-        instruction-count hook that stops a runaway handler (facts/lupa.md 8)."""
+        instruction-count hook that stops a runaway handler (facts/lupa.md 8); under
+        LuaJIT the hook is installed only once a handler overruns (watchdog.py)."""
         self.engine = engine
         self.lupa = _lupa_module(engine)
         self.runtime = self.lupa.LuaRuntime(
@@ -202,6 +204,8 @@ class LuaState:
         )
         self.env, helpers = self.host_chunk("sandbox.lua")(host)
         self.helpers = lua_functions(helpers)
+        if interruptible and engine == "luajit":
+            watchdog.watch(self, self.runtime, self.helpers)  # else the count hook stays on
 
     # -- building blocks -------------------------------------------------
 

@@ -57,12 +57,16 @@ ADDRESS_SPACE_ROOM = 512 * 1024 * 1024
 # Dispatches posted to a worker before the hub waits for some to finish: enough to keep a worker
 # busy while the hub prepares the next ones, few enough that neither side's socket buffer fills.
 MAX_IN_FLIGHT = 64
+# Dispatches the hub queues to a worker before it writes them in one go (it also writes them
+# whenever it waits for the worker).
+SEND_BATCH = 16
 # Dispatches a worker takes into one call into Lua when they were waiting together (each still
 # runs as if alone: its tasks before the next one): one crossing instead of one per dispatch.
 MAX_BATCH = 16
 
 Serve = Callable[[str, dict, Any], Any]  # (driver, message, device) -> the hub's answer (None for notices)
 REQUESTS = ("load", "flush", "net")  # worker messages that wait for the hub's answer
+DONE = {"op": "done", "outcome": {"kind": "ok", "message": "", "traceback": ""}}  # a dispatch that went well
 BATCHABLE = ("lifecycle", "command", "timer", "discovery", "net")  # dispatches a batch may hold
 
 
@@ -258,6 +262,8 @@ class Worker:
     def _done(self, outcome: Outcome) -> dict:
         # a crash loses what was not saved (this batch's earlier dispatches too), as the Lua state dies with it
         self._unsaved = not outcome.crashed
+        if outcome.kind == "ok" and not outcome.message and (self.host is None or not self.host.reports):
+            return DONE  # (the commonest reply, made once)
         reply = {"op": "done", "outcome": outcome.as_message()}
         if self.host is not None and self.host.reports:
             reply["reports"] = self.host.take_reports()
@@ -515,7 +521,8 @@ class ProcessWorker(WorkerHandle):
         if self.channel is None:
             return done + [Completion(what, Outcome("died", "the worker process is gone"))]
         try:
-            self.channel.send(message)
+            if self.channel.queue(message) >= SEND_BATCH or message["op"] in ("start", "script", "stop"):
+                self.channel.flush()
         except ChannelClosed:
             return done + self._died([(what, device)])
         if not self._in_flight:
@@ -532,8 +539,11 @@ class ProcessWorker(WorkerHandle):
         return self._drain(0) if self._in_flight else []
 
     def has_news(self) -> bool:
+        if self.channel is None:
+            return False
         try:
-            return self.channel is not None and (self.channel.pending() or self.channel.at_eof)
+            self.channel.flush()  # (what was posted reaches the worker before the hub looks)
+            return self.channel.pending() or self.channel.at_eof
         except ChannelClosed:
             return True
 
@@ -560,6 +570,10 @@ class ProcessWorker(WorkerHandle):
         stays silent past its limit."""
         done: list[Completion] = []
         channel = self.channel
+        try:
+            channel.flush()  # what was posted goes out before the hub waits for it
+        except ChannelClosed:
+            return self._died(list(self._in_flight))
         while len(self._in_flight) > target:
             try:
                 messages = channel.received(timeout=0.1)

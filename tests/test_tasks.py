@@ -101,3 +101,21 @@ def test_os_exit_in_the_shutdown_handler_is_a_normal_end(new_hub, tmp_path):
     hub.restart("graceful")
     assert [r.text for r in hub.logs if r.level == "error"] == []
     assert hub.store.load("bye")["said"] == "bye"
+
+
+def test_a_runaway_in_a_worker_forked_from_a_process_that_runs_lua_is_stopped(new_hub, tmp_path):
+    """Under LuaJIT a thread watches each turn from outside (hubrt/watchdog.py). A hub process that
+    has run Lua itself (an inline hub, as Lua tests and the benchmarks do) forks its workers with
+    none of its threads: each worker watches its own handlers, which are still stopped at their
+    line (not killed by the hub later)."""
+    inline = new_hub(tmp_path / "inline", isolation="inline", handler_timeout=0.3)
+    inline.install(make_driver(tmp_path / "tasks", TASKS, key="tasks"))
+    assert [e for e in errors(inline) if "spinner" in e and "was stopped" in e], errors(inline)
+    hub = new_hub(handler_timeout=0.3)
+    hub.install(make_driver(tmp_path / "tasks", TASKS, key="tasks"))
+    hub.add_device("tasks", "switch", label="S")
+    hub.command("S", "switch", "off")
+    stopped = [e for e in errors(hub) if "capability switch.off for S" in e]
+    assert len(stopped) == 1 and "init.lua:16:" in stopped[0] and "ran for more than 0.3 s" in stopped[0], \
+        errors(hub)
+    assert not [e for e in errors(hub) if "driver crash" in e], errors(hub)

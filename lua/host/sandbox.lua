@@ -201,6 +201,22 @@ local function set_hook(co)
   end
 end
 
+-- Under LuaJIT a thread of the host watches each turn from outside (hubrt/watchdog.py) and
+-- installs this hook only once a turn has overrun its limit: until then no hook slows the
+-- interpreter down. `watch` is the record shared with it: [0] the running turn's number,
+-- [1] its limit in seconds (0: none runs), [2] the number of a turn it found overdue.
+local watch
+local watch_anchor = is_luajit and coroutine.create(function() end) -- any thread of the state will do
+
+local function watched_hook()
+  debug.sethook(watched_hook, "", 0) -- off again (the function stays, for the watchdog's next call)
+  if limit_name and watch[2] == watch[0] then
+    local message = string.format("%s ran for more than %g s and was stopped", limit_name, limit_seconds)
+    limit_name, watch[1] = nil, 0
+    error(new_stop("timeout", where(1) .. message), 0)  -- where: the line it was running
+  end
+end
+
 local function arm(co)
   armed = true
   local key = is_luajit and "all" or (co or "main")
@@ -386,12 +402,17 @@ local dispatch_name -- what the hub's current dispatch is, as its errors name it
 local function start_deadline(seconds, name, co)
   if seconds > 0 then
     limit_name, limit_seconds, deadline = name, seconds, nil
-    arm(co)
+    if watch then
+      watch[0], watch[1] = watch[0] + 1, seconds
+    else
+      arm(co)
+    end
   end
 end
 
 local function end_deadline(...)
   limit_name, deadline = nil, nil
+  if watch then watch[1] = 0 end
   return ...
 end
 
@@ -435,7 +456,23 @@ end
 
 function helpers.enable_coverage()
   coverage = {}
+  if watch then -- the line hook is installed for good: the time limit goes back to it
+    watch[1] = 0
+    watch = nil
+  end
   set_hook()
+end
+
+-- The watchdog's side: the record's address; answers the address of a thread of this state,
+-- with the hook set so that its C function can be read (`watch_ready` takes it off again).
+function helpers.watch_turns(address)
+  watch = require("ffi").cast("double *", address)
+  debug.sethook(watched_hook, "", 1e9)
+  return tostring(watch_anchor)
+end
+
+function helpers.watch_ready()
+  debug.sethook(watched_hook, "", 0)
 end
 
 -- The lines hit so far ({chunk name = {line, ...}}), and a fresh start.
@@ -500,7 +537,10 @@ function helpers.set_runtime_api(api)
   end
   -- The running task starts new work within its turn: the limit starts again, under a new name.
   function api.new_turn(what)
-    if limit_name then limit_name, deadline = what, nil end
+    if limit_name then
+      limit_name, deadline = what, nil
+      if watch then watch[0] = watch[0] + 1 end
+    end
   end
   -- The kind of a stop (os.exit: "exit", a time limit: "timeout"), nil for any other error.
   function api.stop_kind(e) return stops[e] and e.kind or nil end

@@ -1,0 +1,138 @@
+"""Handler time limits under LuaJIT without a hook that runs all the time.
+
+A count hook makes LuaJIT send every instruction through its hook dispatcher,
+which cost a fifth of a capability command's time in Lua (bench/run.py). So a
+LuaJIT state with a time limit installs no hook: its host code (sandbox.lua)
+numbers each turn it starts and writes that number and the turn's limit into a
+small record shared with this module; a thread of the process looks at every
+record a few times per limit and, for a turn that has run past its limit on
+its thread's CPU clock, installs the count hook from outside. `lua_sethook` is
+made for that (LuaJIT's own interpreter calls it from its SIGINT handler, and
+LuaJIT's hook is one for the whole state). The hook then stops the handler at
+its line, as before, and takes itself off again. Lupa lets go of the GIL while
+Lua runs, so this thread runs beside a runaway loop.
+
+Lua 5.3 keeps its hook (a hook there belongs to each coroutine, which nothing
+outside the running one can find); so does a state with line coverage on.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+import weakref
+from typing import Any
+
+# How often the thread looks: a handler is stopped within its limit plus about twice this.
+POLL = 0.02
+_LUA_MASKCOUNT = 8
+# Instructions after which the installed hook runs.
+_HOOK_COUNT = 1000
+
+
+class _Record(ctypes.Structure):
+    """What the Lua side writes (through ffi, as an array of three doubles)."""
+
+    _fields_ = [("serial", ctypes.c_double), ("limit", ctypes.c_double), ("overdue", ctypes.c_double)]
+
+
+class Watch:
+    """One Lua state's record, and what the thread needs to stop its handler."""
+
+    def __init__(self, record: _Record, runtime: Any, sethook: Any, state: int, hook: int, clock: int) -> None:
+        self.record = record
+        self.runtime = runtime  # kept until unwatched: the state stays open while it may be hooked
+        self._sethook, self._state, self._hook, self._clock = sethook, state, hook, clock
+        self._seen, self._since = -1.0, 0.0
+
+    def look(self) -> None:
+        record = self.record
+        serial, limit = record.serial, record.limit
+        if limit <= 0:
+            self._seen = -1.0
+            return
+        now = time.clock_gettime(self._clock)
+        if serial != self._seen:
+            self._seen, self._since = serial, now
+        elif now - self._since > limit:  # (again at each look, until the hook has stopped it)
+            record.overdue = serial
+            self._sethook(self._state, self._hook, _LUA_MASKCOUNT, _HOOK_COUNT)
+
+
+_lock = threading.Condition()
+_watches: list[Watch] = []
+_thread: threading.Thread | None = None
+_lib: Any = None
+
+
+def _loop() -> None:
+    while True:
+        with _lock:
+            while not _watches:
+                _lock.wait()
+            for watch in _watches:
+                watch.look()
+        time.sleep(POLL)
+
+
+def _forget_after_fork() -> None:
+    """A forked process has none of its parent's threads, and watches its own states."""
+    global _lock, _thread
+    _lock, _thread = threading.Condition(), None
+    _watches.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _sethook() -> Any:
+    """lua_sethook and lua_gethook of lupa's LuaJIT, or None where they cannot be reached."""
+    global _lib
+    if _lib is None:
+        try:
+            import lupa.luajit21
+
+            lib = ctypes.CDLL(lupa.luajit21.__file__)
+            lib.lua_sethook.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+            lib.lua_gethook.argtypes = [ctypes.c_void_p]
+            lib.lua_gethook.restype = ctypes.c_void_p
+            _lib = lib
+        except (OSError, AttributeError, ImportError):
+            _lib = False
+    return _lib or None
+
+
+def watch(owner: Any, runtime: Any, helpers: Any) -> bool:
+    """Watches the turns of `owner`'s LuaJIT state (`helpers`: its sandbox's); False if this
+    process cannot (the state then keeps its hook)."""
+    global _thread
+    lib = _sethook()
+    if lib is None:
+        return False
+    record = _Record()
+    anchor = helpers.watch_turns(ctypes.addressof(record))  # the hook is set, for its address
+    try:
+        state = int(anchor.split(b"0x")[1], 16)
+        hook = lib.lua_gethook(state)
+    finally:
+        helpers.watch_ready()  # and taken off again
+    if not hook:
+        return False
+    entry = Watch(record, runtime, lib.lua_sethook, state, hook, time.pthread_getcpuclockid(threading.get_ident()))
+    with _lock:
+        _watches.append(entry)
+        if _thread is None:
+            _thread = threading.Thread(target=_loop, name="hubrt-watchdog", daemon=True)
+            _thread.start()
+        _lock.notify()
+    weakref.finalize(owner, _unwatch, entry)
+    return True
+
+
+def _unwatch(entry: Watch) -> None:
+    with _lock:
+        if entry in _watches:
+            _watches.remove(entry)
+        entry.runtime = None
