@@ -55,7 +55,7 @@ class HandlerError(Exception):
     """A driver handler failed while handler errors are fatal (tests ask for this)."""
 
 
-@dataclass
+@dataclass(slots=True)  # (made for every event a driver emits)
 class Event:
     time: float
     driver: str

@@ -347,8 +347,13 @@ class Completion:
 
 
 def completion(what: str, reply: dict) -> Completion:
+    if reply == DONE:  # (the commonest, so its outcome is made once; nothing changes an Outcome)
+        return Completion(what, _OK)
     return Completion(what, Outcome(**reply["outcome"]),
                       [(w, Outcome(**o)) for w, o in reply.get("reports", ())])
+
+
+_OK = Outcome("ok")
 
 
 class WorkerHandle:

@@ -151,15 +151,30 @@ function methods:set_find_child(find_child)
   self:set_field("__find_child_fn", find_child)
 end
 
-function methods:supports_capability_by_id(cap_id, component_id)
-  for id, component in pairs(self.profile.components) do
-    if component_id == nil or component_id == id then
+-- What a profile's components support, found once per profile (every event asks):
+-- {[component id or true for any] = {[capability id] = true}}.
+local supported = setmetatable({}, {__mode = "k"})
+
+local function supported_by(components)
+  local found = supported[components]
+  if found == nil then
+    found = {[true] = {}}
+    for id, component in pairs(components) do
+      local here = {}
       for _, cap in ipairs(component.capabilities) do
-        if cap.id == cap_id then return true end
+        here[cap.id] = true
+        found[true][cap.id] = true
       end
+      found[id] = here
     end
+    supported[components] = found
   end
-  return false
+  return found
+end
+
+function methods:supports_capability_by_id(cap_id, component_id)
+  local here = supported_by(self.profile.components)[component_id == nil or component_id]
+  return here ~= nil and here[cap_id] == true
 end
 
 function methods:supports_capability(cap, component_id)
