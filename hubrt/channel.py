@@ -10,15 +10,22 @@ decodes data, and anything but an object is refused.
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import struct
+import time
 from collections import deque
 
 import orjson
 
 _HEADER = struct.Struct(">I")
 MAX_MESSAGE = 1 << 30  # a frame longer than this is a broken (or hostile) peer
+# How long a wait polls before it sleeps. Waking a process that sleeps took ~100 us on the
+# machines this was measured on (a hub-worker round trip: 200 us; polling first: 24 us), and
+# most answers come sooner: a handler's question to the hub, the reply to a dispatch. Only
+# where another CPU can run the other end meanwhile.
+SPIN = 0.0002 if len(os.sched_getaffinity(0)) > 1 else 0.0
 
 
 class ChannelClosed(Exception):
@@ -107,8 +114,16 @@ class Channel:
         del buf[:pos]
         return True
 
+    def _poll(self) -> None:
+        """Takes in what arrives within SPIN seconds (until a whole message is ready)."""
+        end = time.perf_counter() + SPIN
+        while not self._ready and not self._eof and time.perf_counter() < end:
+            self._read(block=False)
+
     def recv(self) -> dict:
         """The next message, waiting for it. Raises ChannelClosed when the other end is gone."""
+        if not self._ready:
+            self._poll()
         while not self._ready:
             if self._eof:
                 raise ChannelClosed("the other end closed the channel")
@@ -130,6 +145,8 @@ class Channel:
         channel is taken first)."""
         while self._read(block=False):
             pass
+        if not self._ready and timeout > 0:
+            self._poll()
         if not self._ready and not self._eof and timeout > 0 and select.select([self.sock], [], [], timeout)[0]:
             while self._read(block=False):
                 pass

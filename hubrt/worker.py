@@ -330,7 +330,10 @@ def _serve_sockets(worker: Worker, outbox: Outbox, network: RealNetwork) -> None
         if events and worker.host is not None and worker.host.running:
             now = worker.link.epoch_seconds()
             reply = worker.handle({"op": "net", "what": "network", "events": events, "now": now, "real": True})
-            outbox.reply({**reply, "op": "local_done"}, worker.end_batch, False)
+            if reply is DONE:  # nothing for the hub to hear of but what the dispatch told it
+                worker.end_batch()
+            else:
+                outbox.reply({**reply, "op": "local_done"}, worker.end_batch, False)
             outbox.flush()
 
 

@@ -447,3 +447,48 @@ def test_ssdp_answers_match_the_search_target(target, answers):
     assert lan.call("d", {"call": "sendto", "sock": 1, "host": "239.255.255.250", "port": 1900, "data": search}) \
         == {"ok": True}
     assert len(got) == answers
+
+
+def http_exchange(routes: dict, *chunks: bytes) -> tuple[bytes, bool, list[dict]]:
+    """Bytes sent to the simulated LAN's HTTP server, as a driver's socket sends them: what came
+    back, whether the server closed the connection, and what it recorded."""
+    from hubrt.net.simulated import SimulatedLan
+
+    got = []
+    lan = SimulatedLan(lambda driver, event: got.append(event))
+    lan.add_host("192.168.1.50", http={"port": 80, "routes": routes})
+    assert lan.call("d", {"call": "connect", "sock": 1, "host": "192.168.1.50", "port": 80})["ok"]
+    for chunk in chunks:
+        assert lan.call("d", {"call": "send", "sock": 1, "data": chunk.decode("latin-1")}) == {"ok": True}
+    data = "".join(e.get("data", "") for e in got).encode("latin-1")
+    return data, any(e.get("closed") for e in got), lan.requests("192.168.1.50")
+
+
+def test_the_simulated_http_server_reads_requests_as_a_server_does():
+    routes = {"GET /a": {"body": "A"}, "/b": lambda request: {"body": "B " + request["body"]}}
+    # two requests in one write, one of them split across two writes, a chunked body
+    data, closed, seen = http_exchange(
+        routes, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHOST: x\r\nTransfer-Encoding: chunked\r\n\r\n3",
+        b"\r\nabc\r\n0\r\n\r\n")
+    assert data == (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nA"
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nB abc") and not closed
+    assert [(r["method"], r["path"], r["headers"].get("host"), r["body"]) for r in seen] == [
+        ("GET", "/a", "x", ""), ("POST", "/b", "x", "abc")]
+    # a client that asks to close is answered so, and the connection ends
+    data, closed, _ = http_exchange(routes, b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert data.endswith(b"Connection: close\r\n\r\nA") and closed
+
+
+@pytest.mark.parametrize("garbage", [b"NOT HTTP\r\n\r\n", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+                                     b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"])
+def test_the_simulated_http_server_answers_garbage_with_400_and_says_so(garbage):
+    data, closed, seen = http_exchange({"/": {"body": "hi"}}, garbage)
+    assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n") and closed
+    assert seen[-1]["error"].startswith("not an HTTP request: "), seen
+
+
+def test_a_route_whose_response_cannot_be_sent_is_a_server_error_not_a_traceback():
+    data, closed, seen = http_exchange({"/": {"body": "hi", "headers": {"X-Bad": "a\r\nInjected: yes"}}},
+                                       b"GET / HTTP/1.1\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n") and b"Injected" not in data
+    assert "cannot be sent" in seen[-1]["error"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import select
 import selectors
 import socket
 from typing import Callable
@@ -60,18 +61,20 @@ class RealNetwork:
 
     def _watch(self, sock_id: int, events: int) -> None:
         sock = self._sockets[sock_id]
-        try:
+        if sock in self.selector.get_map():
             self.selector.modify(sock, events, sock_id)
-        except KeyError:
+        else:
             self.selector.register(sock, events, sock_id)
 
     def _connect(self, m: dict) -> dict:
         sock = self._open(m["sock"], "tcp")
         code = sock.connect_ex((socket.gethostbyname(m["host"]), int(m["port"])))
         if code in (errno.EINPROGRESS, errno.EWOULDBLOCK):
-            self._connecting.add(m["sock"])
-            self._watch(m["sock"], selectors.EVENT_WRITE)
-            return {"pending": True}
+            if not _writable_now(sock):  # (a nearby host has often answered already)
+                self._connecting.add(m["sock"])
+                self._watch(m["sock"], selectors.EVENT_WRITE)
+                return {"pending": True}
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             self._drop(m["sock"])
             return {"error": _reason(OSError(code, os.strerror(code)))}
@@ -273,6 +276,12 @@ def is_ipv4(text: str) -> bool:
 _REASONS = {errno.ECONNREFUSED: "connection refused", errno.ECONNRESET: "connection reset by peer",
             errno.ETIMEDOUT: "timeout", errno.EHOSTUNREACH: "host is unreachable",
             errno.ENETUNREACH: "network is unreachable", errno.EPIPE: "closed"}
+
+
+def _writable_now(sock: socket.socket) -> bool:
+    poll = select.poll()
+    poll.register(sock, select.POLLOUT)
+    return bool(poll.poll(0))
 
 
 def _reason(e: OSError) -> str:

@@ -122,7 +122,7 @@ class SimulatedLan:
         or a list of them for a host that serves on several ports; `mdns`: the services it advertises."""
         host = Host(ip, name)
         if http is not None:
-            from hubrt.net.http import HttpPeer  # h11 is loaded only where a LAN has an HTTP server
+            from hubrt.net.http import HttpPeer  # (its parser is loaded only where a LAN has an HTTP server)
 
             for server in http if isinstance(http, list) else [http]:
                 host.tcp[int(server.get("port", 80))] = HttpPeer(server.get("routes") or {})
