@@ -237,6 +237,7 @@ class Hub:
         if driver.name in self.devices.stale:
             self.devices.stale.discard(driver.name)
             driver.notify({"op": "devices", "devices": self.devices.records(driver.name)})
+        self.net.tell(driver)
         self._finish(driver, driver.post(self._message(op, what=what, **fields), device_id))
         if self.fatal_handler_errors:
             self.settle()
@@ -317,6 +318,8 @@ class Hub:
             self.inject_from_driver(driver, m["device"], m["capability"], m["command"], m["args"])
         elif op == "net":
             return self.net.call(driver, m)
+        elif op == "net_connect":
+            self.net.connected(driver, m)
         elif op == "net_close":
             self.lan.call(driver, {**m, "call": "close"})
         elif op == "local_done":  # the worker ran what its real sockets got, between the hub's dispatches

@@ -93,6 +93,8 @@ class HubLink:
         self.now = time.time()  # hub time (as epoch seconds) when the current message was sent
         self._received = time.monotonic()
         self.real_clock = False
+        self.directory: dict = {"hub": None, "hosts": {}}  # the simulated LAN's, as the hub last sent it
+        self._ports = itertools.count(49152)  # local ports of the connections the worker makes itself
 
     def tick(self, now: float, real: bool) -> None:
         self.now, self._received, self.real_clock = now, time.monotonic(), real
@@ -152,6 +154,12 @@ class HubLink:
         if call["call"] == "close":
             self._notify({"op": "net_close", **call})
             return {"ok": True}
+        if call["call"] == "connect":  # to a host the LAN's directory says takes it: the hub hears of it
+            target = self.directory["hosts"].get(call.get("host"))
+            port = call.get("port")
+            if target is not None and port in target[1]:
+                self._notify({"op": "net_connect", **call})
+                return {"ok": True, "peer": [target[0], port], "local": [self.directory["hub"], next(self._ports)]}
         return self._request({"op": "net", **call})
 
     def load(self, driver: str) -> dict[str, Any]:
@@ -187,6 +195,9 @@ class Worker:
         if "devices" in message:  # "devices" alone, or with "start"
             self.devices.clear()
             self.devices.update((d["id"], d) for d in message["devices"])
+        if op == "lan":
+            self.link.directory = message["directory"]
+            return None
         if op == "devices":
             return None
         self.link.tick(message["now"], message["real"])
@@ -375,6 +386,7 @@ class WorkerHandle:
         self._serve = serve
         self._stop_requested = stop_requested
         self.running = False  # the main chunk is inside driver:run()
+        self.lan_version = -1  # the version of the simulated LAN's directory the worker has
 
     def post(self, message: dict, device: str | None = None) -> list[Completion]:
         raise NotImplementedError

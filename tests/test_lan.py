@@ -492,3 +492,18 @@ def test_a_route_whose_response_cannot_be_sent_is_a_server_error_not_a_traceback
                                        b"GET / HTTP/1.1\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 500 Internal Server Error\r\n") and b"Injected" not in data
     assert "cannot be sent" in seen[-1]["error"]
+
+
+def test_a_connection_a_worker_made_from_a_stale_directory_fails_at_its_socket():
+    """A worker answers a connect to a host the LAN's directory lists itself and tells the hub;
+    should the LAN have changed meanwhile, the hub's answer reaches the socket as a failure."""
+    from hubrt.net.hub_side import HubNetwork
+
+    posted = []
+    net = HubNetwork("simulated", lambda driver, events: posted.append((driver, events)), lambda action: action())
+    net.lan.add_host("192.168.1.50", http={"port": 80, "routes": {}})
+    assert net.lan.directory()["hosts"] == {"192.168.1.50": ["192.168.1.50", [80]]}
+    net.lan.set_fault("192.168.1.50", "refuse")
+    assert net.lan.directory()["hosts"] == {}
+    net.connected("d", {"sock": 7, "host": "192.168.1.50", "port": 80})
+    assert posted == [("d", [{"sock": 7, "error": "connection refused"}])]

@@ -113,6 +113,7 @@ class SimulatedLan:
         self._accepted = itertools.count(1_000_000)  # ids of accepted connections (a driver's count up from 1)
         self._ports = itertools.count(49152)
         self.hub_ip = HUB_IP  # the hub's own address on this LAN
+        self.version = 0  # counts the changes to which host answers where (see `directory`)
 
     # -- what tests and scenarios do -----------------------------------------
 
@@ -129,11 +130,13 @@ class SimulatedLan:
         host.ssdp = ssdp
         host.mdns = list(mdns or [])
         self.hosts[ip] = host
+        self.version += 1
         return host
 
     def remove_host(self, ip: str) -> None:
         host = self._host(ip)
         del self.hosts[ip]
+        self.version += 1
         for conn in [c for c in self._connections.values() if c.host is host]:
             conn.reset()
 
@@ -145,11 +148,25 @@ class SimulatedLan:
         if host.ssdp:  # what it advertises (LOCATION) names its new address
             host.ssdp = {k: v.replace(ip, new_ip) for k, v in host.ssdp.items()}
         self.hosts[new_ip] = host
+        self.version += 1
 
     def set_fault(self, ip: str, fault: str | None) -> None:
         if fault is not None and fault not in FAULTS:
             raise NetError(f"unknown fault {fault!r}; faults: {', '.join(FAULTS)}")
         self._host(ip).fault = fault
+        self.version += 1
+
+    def directory(self) -> dict:
+        """Who takes a TCP connection at once, as a driver's worker may answer its connects itself
+        (one round trip to the hub fewer per connection): {address or name: [ip, [ports]]} of the
+        hosts without a fault, and the hub's own address. Anything else is asked of the hub."""
+        hosts: dict[str, list] = {}
+        for host in self.hosts.values():
+            if host.fault is None and host.tcp:
+                hosts[host.ip] = [host.ip, sorted(host.tcp)]
+                if host.name:
+                    hosts.setdefault(host.name, hosts[host.ip])
+        return {"hub": self.hub_ip, "hosts": hosts}
 
     def push(self, ip: str, path: str, text: str, raw: bool = False) -> int:
         """Sends text down the host's open event streams and WebSockets of `path` (`raw`: the bytes
