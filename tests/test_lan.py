@@ -499,11 +499,13 @@ def test_a_connection_a_worker_made_from_a_stale_directory_fails_at_its_socket()
     should the LAN have changed meanwhile, the hub's answer reaches the socket as a failure."""
     from hubrt.net.hub_side import HubNetwork
 
-    posted = []
-    net = HubNetwork("simulated", lambda driver, events: posted.append((driver, events)), lambda action: action())
+    posted, deferred = [], []
+    net = HubNetwork("simulated", lambda driver, events: posted.append((driver, events)), deferred.append)
     net.lan.add_host("192.168.1.50", http={"port": 80, "routes": {}})
     assert net.lan.directory()["hosts"] == {"192.168.1.50": ["192.168.1.50", [80]]}
     net.lan.set_fault("192.168.1.50", "refuse")
     assert net.lan.directory()["hosts"] == {}
     net.connected("d", {"sock": 7, "host": "192.168.1.50", "port": 80})
+    for action in deferred:  # (the hub runs them once the current dispatch is over)
+        action()
     assert posted == [("d", [{"sock": 7, "error": "connection refused"}])]
