@@ -255,50 +255,76 @@ def http_round_trips(tmp: str) -> None:
           f"(target >= 5,000/s: {'met' if rate >= 5000 else 'NOT met'})   inline: {median(rates['inline']):7.0f}")
     for hub in hubs.values():
         hub.shutdown()
-    real = real_loopback_round_trips(pkg, Path(tmp) / "http-real", n)
-    print(f"  the same over the real network to a server on 127.0.0.1 (http.server): {real:7.0f}/s  "
-          f"(target >= 2,000/s: {'met' if real >= 2000 else 'NOT met'})")
+    real, plain = real_loopback_round_trips(pkg, Path(tmp) / "http-real", n)
+    print(f"  the same over the real network to a server on 127.0.0.1: {real:7.0f}/s  "
+          f"(target >= 2,000/s: {'met' if real >= 2000 else 'NOT met'}); the server's own pace with a plain "
+          f"Python client: {plain:7.0f}/s")
 
 
-def real_loopback_round_trips(pkg: Path, state: Path, n: int) -> float:
-    """`--network real`: the driver's own sockets to a threaded HTTP server on 127.0.0.1; the hub
-    waits (in real time) until the driver has saved how many answers it got."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+# The local server of the real-network figure: a process of its own (so that it takes no time from
+# the hub's), answering one connection after another with a fixed response, about as fast as Python
+# answers; its own rate with a plain Python client is printed beside the driver's.
+LOCAL_SERVER = r"""
+import socket
+listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+print(listener.getsockname()[1], flush=True)
+while True:
+    conn, _ = listener.accept()
+    request = b""
+    while b"\r\n\r\n" not in request:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        request += chunk
+    if request:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\non")
+    conn.close()
+"""
 
+
+def plain_client_round_trips(port: int, n: int) -> float:
+    """The same requests from a plain Python client (blocking sockets): the server's own pace."""
+    import socket
+
+    start = time.perf_counter()
+    for _ in range(n):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"GET /state HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"on"):
+                answer += sock.recv(65536)
+    return n / (time.perf_counter() - start)
+
+
+def real_loopback_round_trips(pkg: Path, state: Path, n: int) -> tuple[float, float]:
+    """`--network real`: the driver's own sockets to a local server (LOCAL_SERVER); the hub waits
+    (in real time) until the driver has saved how many answers it got. Beside it, in the same
+    rounds, the server's pace with a plain client."""
     from hubrt.clock import Clock
 
-    class State(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"on")
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), State)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    (pkg / "src" / "init.lua").write_text(HTTP_CLIENT.replace('"192.168.1.50", 80', f'"127.0.0.1", {server.server_port}'))
-    hub = Hub(state, on_log=lambda r: None, handler_timeout=0, network="real", clock=Clock(real=True))
-    hub.install(pkg)
-    hub.add_device("http-bench", "p", label="Client")
-    rates = []
-    for r in range(ROUNDS):
-        hub.store.save("http-bench", {"n": str(n), "done": None})
-        hub.restart("driver_crash")
-        start = time.perf_counter()
-        hub.command("Client", "switch", "on")
-        while hub.store.load("http-bench").get("done") != n:
-            hub.advance(0.002)
-        rates.append(n / (time.perf_counter() - start))
-    hub.shutdown()
-    server.shutdown()
+    server = subprocess.Popen([sys.executable, "-c", LOCAL_SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        (pkg / "src" / "init.lua").write_text(HTTP_CLIENT.replace('"192.168.1.50", 80', f'"127.0.0.1", {port}'))
+        hub = Hub(state, on_log=lambda r: None, handler_timeout=0, network="real", clock=Clock(real=True))
+        hub.install(pkg)
+        hub.add_device("http-bench", "p", label="Client")
+        rates, plain = [], []
+        for r in range(ROUNDS):
+            hub.store.save("http-bench", {"n": str(n), "done": None})
+            hub.restart("driver_crash")
+            start = time.perf_counter()
+            hub.command("Client", "switch", "on")
+            while hub.store.load("http-bench").get("done") != n:
+                hub.advance(0.002)
+            rates.append(n / (time.perf_counter() - start))
+            plain.append(plain_client_round_trips(port, n))
+        hub.shutdown()
+    finally:
+        server.kill()
+        server.wait()
     (pkg / "src" / "init.lua").write_text(HTTP_CLIENT)
-    return median(rates)
+    return median(rates), median(plain)
 
 
 TRIVIAL_TEST = 'test("t{i}", function() local x = 1 + 1; assert(x == 2) end)\n'

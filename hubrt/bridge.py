@@ -56,6 +56,16 @@ def to_lua(runtime: Any, obj: Any) -> Any:
     return obj
 
 
+OK = {"ok": True}  # the commonest answer of a socket call
+
+
+def _scalars_to_lua(runtime: Any, value: Any) -> Any:
+    """A value of a network answer: a list of scalars (an address and port) in one crossing."""
+    if type(value) is list and all(type(v) in (str, int, float, bool) for v in value):
+        return runtime.table_from([v.encode() if type(v) is str else v for v in value])
+    return to_lua(runtime, value)
+
+
 def net_events(runtime: Any, events: list[dict]) -> Any:
     """What the network delivers to a driver's sockets, as Lua tables: socket bytes travel as latin-1
     text in JSON, and become the same bytes again here."""
@@ -274,6 +284,7 @@ class DriverBridge(Bridge):
         self.driver = driver
         self.link = link
         self.devices = devices  # id -> device record; the hub keeps it up to date
+        self._ok = to_lua(self.runtime, OK)  # (made once: Lua only reads answers)
 
     def functions(self) -> dict[str, Any]:
         return {
@@ -302,9 +313,12 @@ class DriverBridge(Bridge):
                       "permission": True}
         else:
             answer = self.link.net(message)
+            if answer == OK:
+                return self._ok
             if "events" in answer:
                 answer["events"] = net_events(self.runtime, answer["events"])
-        return to_lua(self.runtime, answer)
+        return self.runtime.table_from({k.encode(): _scalars_to_lua(self.runtime, v) for k, v in answer.items()
+                                        if v is not None})
 
     def net(self, call: bytes, sock: int, address: Any = None, port: Any = None, data: Any = None) -> Any:
         """A socket call; socket bytes cross as latin-1, unchanged."""

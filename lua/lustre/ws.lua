@@ -154,6 +154,11 @@ function WebSocket:_next_frame(quiet)
   return Frame.from_parts(header, payload)
 end
 
+-- The close codes a peer may send (RFC 6455 7.4: the others are reserved, or mean "no code").
+local function sendable(code)
+  return (code >= 1000 and code <= 1003) or (code >= 1007 and code <= 1014) or (code >= 3000 and code <= 4999)
+end
+
 function WebSocket:_receive_loop()
   local quiet = {pings = 0}
   local parts, kind, size = {}, nil, 0
@@ -168,6 +173,11 @@ function WebSocket:_receive_loop()
     elseif sub == "close" then
       local close_code = CloseCode.decode(frame.payload)
       local reason = frame.payload:sub(3)
+      if #frame.payload == 1 or (#frame.payload > 1 and not sendable(close_code.value)) then
+        return self:_fail(CloseCode.protocol(), "a close frame with no valid close code")
+      elseif not utils.validate_utf8(reason) then
+        return self:_fail(CloseCode.invalid(), "a close reason that is not UTF-8")
+      end
       if self.state == "Active" then -- the server closes: answer in kind
         self.state = "Closing"
         self:_send_frame(Frame.close(close_code.value == 1005 and CloseCode.normal() or close_code))
