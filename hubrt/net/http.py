@@ -19,6 +19,7 @@ every WebSocket of the path, `close_websockets` closes them with a close frame.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from http import HTTPStatus
@@ -35,6 +36,7 @@ def _websocket(conn: Any) -> dict | None:
     return conn.state.get("ws") if conn.state else None
 
 
+@functools.lru_cache(maxsize=None)
 def _reason(status: int) -> bytes:
     """The reason phrase a server sends with a status ("OK", "Not Found"; none for an unknown one)."""
     try:
@@ -181,7 +183,7 @@ class HttpPeer:
         target, method = request["target"], request["method"]
         seen = {"method": method, "path": target, "headers": request["headers"], "body": request["body"]}
         self.requests.append(seen)
-        path = urlsplit(target).path
+        path = target.partition("?")[0].partition("#")[0] if target.startswith("/") else urlsplit(target).path
         route = next((self.routes[k] for k in (f"{method} {target}", f"{method} {path}", target, path)
                       if k in self.routes), None)
         if route is None and method in ("SUBSCRIBE", "UNSUBSCRIBE"):
@@ -202,7 +204,8 @@ class HttpPeer:
         payload = response.get("body", "")
         payload = payload.encode() if isinstance(payload, str) else bytes(payload)
         headers = [(str(k), str(v)) for k, v in (response.get("headers") or {}).items()]
-        bad = next((f"{k}: {v}" for k, v in headers if not _HEADER_NAME.fullmatch(k) or _CONTROL.search(v)), None)
+        bad = next((f"{k}: {v}" for k, v in headers if not _HEADER_NAME.fullmatch(k) or _CONTROL.search(v)),
+                   None) if headers else None
         if bad is not None or not 100 <= status <= 999:  # (a route's own mistake: the driver sees a server error)
             self.requests.append({"error": f"the route's response cannot be sent: "
                                            f"{'status ' + str(status) if bad is None else repr(bad)}"})
