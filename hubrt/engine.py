@@ -205,7 +205,7 @@ class LuaState:
         self.env, helpers = self.host_chunk("sandbox.lua")(host)
         self.helpers = lua_functions(helpers)
         if interruptible and engine == "luajit":
-            watchdog.watch(self, self.runtime, self.helpers)  # else the count hook stays on
+            watchdog.watch(self, self.helpers)  # else the count hook stays on
 
     # -- building blocks -------------------------------------------------
 

@@ -41,9 +41,9 @@ class _Record(ctypes.Structure):
 class Watch:
     """One Lua state's record, and what the thread needs to stop its handler."""
 
-    def __init__(self, record: _Record, runtime: Any, sethook: Any, state: int, hook: int, clock: int) -> None:
+    def __init__(self, owner: Any, record: _Record, sethook: Any, state: int, hook: int, clock: int) -> None:
+        self._owner = weakref.ref(owner)  # what holds the state open (not kept alive by the watch)
         self.record = record
-        self.runtime = runtime  # kept until unwatched: the state stays open while it may be hooked
         self._sethook, self._state, self._hook, self._clock = sethook, state, hook, clock
         self._seen, self._since = -1.0, 0.0
 
@@ -53,12 +53,18 @@ class Watch:
         if limit <= 0:
             self._seen = -1.0
             return
-        now = time.clock_gettime(self._clock)
+        try:
+            now = time.clock_gettime(self._clock)
+        except OSError:  # the thread that ran the state has ended
+            self._seen = -1.0
+            return
         if serial != self._seen:
             self._seen, self._since = serial, now
         elif now - self._since > limit:  # (again at each look, until the hook has stopped it)
-            record.overdue = serial
-            self._sethook(self._state, self._hook, _LUA_MASKCOUNT, _HOOK_COUNT)
+            owner = self._owner()  # held while the state is hooked: it cannot close meanwhile
+            if owner is not None:
+                record.overdue = serial
+                self._sethook(self._state, self._hook, _LUA_MASKCOUNT, _HOOK_COUNT)
 
 
 _lock = threading.Condition()
@@ -72,7 +78,7 @@ def _loop() -> None:
         with _lock:
             while not _watches:
                 _lock.wait()
-            for watch in _watches:
+            for watch in list(_watches):  # (a collection in this thread may end a watch)
                 watch.look()
         time.sleep(POLL)
 
@@ -104,15 +110,17 @@ def _sethook() -> Any:
     return _lib or None
 
 
-def watch(owner: Any, runtime: Any, helpers: Any) -> bool:
-    """Watches the turns of `owner`'s LuaJIT state (`helpers`: its sandbox's); False if this
-    process cannot (the state then keeps its hook)."""
+def watch(owner: Any, helpers: Any) -> bool:
+    """Watches the turns of `owner`'s LuaJIT state (`helpers`: its sandbox's) for as long as
+    `owner` lives (it holds the state: the watch ends before the state can close); False if
+    this process cannot (the state then keeps its hook)."""
     global _thread
     lib = _sethook()
     if lib is None:
         return False
     record = _Record()
-    anchor = helpers.watch_turns(ctypes.addressof(record))  # the hook is set, for its address
+    # (the state keeps the record: it is written for as long as the state runs, whatever ends first)
+    anchor = helpers.watch_turns(ctypes.addressof(record), record)  # the hook is set, for its address
     try:
         state = int(anchor.split(b"0x")[1], 16)
         hook = lib.lua_gethook(state)
@@ -120,7 +128,7 @@ def watch(owner: Any, runtime: Any, helpers: Any) -> bool:
         helpers.watch_ready()  # and taken off again
     if not hook:
         return False
-    entry = Watch(record, runtime, lib.lua_sethook, state, hook, time.pthread_getcpuclockid(threading.get_ident()))
+    entry = Watch(owner, record, lib.lua_sethook, state, hook, time.pthread_getcpuclockid(threading.get_ident()))
     with _lock:
         _watches.append(entry)
         if _thread is None:
@@ -132,7 +140,6 @@ def watch(owner: Any, runtime: Any, helpers: Any) -> bool:
 
 
 def _unwatch(entry: Watch) -> None:
-    with _lock:
+    with _lock:  # (not while the thread may be hooking the state)
         if entry in _watches:
             _watches.remove(entry)
-        entry.runtime = None

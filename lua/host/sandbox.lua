@@ -465,8 +465,9 @@ end
 
 -- The watchdog's side: the record's address; answers the address of a thread of this state,
 -- with the hook set so that its C function can be read (`watch_ready` takes it off again).
-function helpers.watch_turns(address)
-  watch = require("ffi").cast("double *", address)
+local watch_record -- (what holds the record's memory, kept as long as this state)
+function helpers.watch_turns(address, record)
+  watch, watch_record = require("ffi").cast("double *", address), record
   debug.sethook(watched_hook, "", 1e9)
   return tostring(watch_anchor)
 end
