@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -123,6 +123,17 @@ class ModuleFinder:
     its own copy of a library the hub ships), then the modules hubrt ships."""
 
     driver_src: Path | None = None
+    _top: frozenset[str] | None = field(default=None, init=False, repr=False)  # src/'s top, read once
+
+    def _in_src(self, first: str) -> bool:
+        """Whether a module whose name starts with `first` can be in the driver's src/ at all (most
+        `require`s name a module the hub ships: no file is opened for them there)."""
+        if self._top is None:
+            try:
+                self._top = frozenset(os.listdir(self.driver_src))
+            except OSError:  # (gone or unreadable: each lookup then says why)
+                return True
+        return first + ".lua" in self._top or first in self._top
 
     def find(self, name: str, runtime_only: bool = False) -> tuple[bytes | None, str, bool]:
         """(source, chunk name, is a runtime module) or (None, message, False). `runtime_only`: hubrt's
@@ -135,7 +146,7 @@ class ModuleFinder:
         roots = [LUA_DIR]
         if self.driver_src is not None and not runtime_only:
             roots.insert(0, self.driver_src)
-            for path, shown in _candidates(str(self.driver_src), parts):
+            for path, shown in _candidates(str(self.driver_src), parts) if self._in_src(parts[0]) else ():
                 try:
                     src = _read(path)
                 except OSError as e:

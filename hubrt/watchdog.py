@@ -71,6 +71,7 @@ _lock = threading.Condition()
 _watches: list[Watch] = []
 _thread: threading.Thread | None = None
 _lib: Any = None
+_hook: int | None = None  # the address of LuaJIT's C function that calls a Lua hook
 
 
 def _loop() -> None:
@@ -118,14 +119,17 @@ def watch(owner: Any, helpers: Any) -> bool:
     lib = _sethook()
     if lib is None:
         return False
+    global _hook
     record = _Record()
     # (the state keeps the record: it is written for as long as the state runs, whatever ends first)
-    anchor = helpers.watch_turns(ctypes.addressof(record), record)  # the hook is set, for its address
-    try:
-        state = int(anchor.split(b"0x")[1], 16)
-        hook = lib.lua_gethook(state)
-    finally:
-        helpers.watch_ready()  # and taken off again
+    anchor = helpers.watch_turns(ctypes.addressof(record), record, _hook is None)
+    state = int(anchor.split(b"0x")[1], 16)
+    if _hook is None:  # the hook is set, for the address of its C function (the same in every state)
+        try:
+            _hook = lib.lua_gethook(state) or 0
+        finally:
+            helpers.watch_ready()  # and taken off again
+    hook = _hook
     if not hook:
         return False
     entry = Watch(owner, record, lib.lua_sethook, state, hook, time.pthread_getcpuclockid(threading.get_ident()))

@@ -464,11 +464,11 @@ function helpers.enable_coverage()
 end
 
 -- The watchdog's side: the record's address; answers the address of a thread of this state,
--- with the hook set so that its C function can be read (`watch_ready` takes it off again).
+-- with the hook set if asked so that its C function can be read (`watch_ready` takes it off).
 local watch_record -- (what holds the record's memory, kept as long as this state)
-function helpers.watch_turns(address, record)
+function helpers.watch_turns(address, record, show_hook)
   watch, watch_record = require("ffi").cast("double *", address), record
-  debug.sethook(watched_hook, "", 1e9)
+  debug.sethook(watched_hook, "", show_hook and 1e9 or 0) -- (registered for the watchdog either way)
   return tostring(watch_anchor)
 end
 
