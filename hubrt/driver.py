@@ -53,6 +53,7 @@ class DriverOptions:
     max_memory: int | None = DEFAULT_MAX_MEMORY
     handler_timeout: float = 2.0
     network: str = "simulated"  # or "real": sockets of the worker's own (hubrt/net/real.py)
+    watched: bool = False  # handler time limits kept by the watchdog thread (a worker process's long-lived state)
 
 
 class DriverRuntime:
@@ -70,6 +71,7 @@ class DriverRuntime:
         print_line: Callable[[str], None] = print,
         warn: Callable[[str], None] = print,
         interruptible: bool = False,
+        watched: bool = False,
         log: Callable[[str, str], None] | None = None,
     ) -> None:
         """`store` is a Store, or anything with its load/save/flush (a worker's link to the hub).
@@ -77,7 +79,7 @@ class DriverRuntime:
         self.name = name
         self.reports: list[tuple[str, Outcome]] = []  # events and tasks that failed, not yet told
         self.state = LuaState(engine, max_memory=max_memory, driver_src=src_dir, print_line=print_line,
-                              interruptible=interruptible)
+                              interruptible=interruptible, watched=watched)
         if log is not None:
             self.state.helpers.set_runtime_api(Bridge(self.state, Catalogue.standard(), log).api())
         self.datastore = Datastore(self.state, store, name, strict=strict, warn=warn)
@@ -108,7 +110,7 @@ class DriverHost(DriverRuntime):
             package.package_key, link, engine=options.engine, strict=options.strict,
             max_memory=options.max_memory, src_dir=package.src,
             print_line=lambda line: link.log("info", line), warn=lambda text: link.log("warn", text),
-            interruptible=options.handler_timeout > 0,
+            interruptible=options.handler_timeout > 0, watched=options.watched,
         )
         self.state.helpers.set_runtime_api(DriverBridge(self, link, devices).api())
         self.state.helpers.set_clock(link.epoch_seconds)

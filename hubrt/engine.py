@@ -190,10 +190,13 @@ class LuaState:
         driver_src: Path | None = None,
         print_line: Callable[[str], None] = print,
         interruptible: bool = False,
+        watched: bool = False,
     ) -> None:
         """`interruptible` turns LuaJIT's compiler off: compiled loops skip the
-        instruction-count hook that stops a runaway handler (facts/lupa.md 8); under
-        LuaJIT the hook is installed only once a handler overruns (watchdog.py)."""
+        instruction-count hook that stops a runaway handler (facts/lupa.md 8). `watched`
+        (LuaJIT, a long-lived state: a driver's worker process) installs that hook only once a
+        handler overruns (watchdog.py); setting it up costs ~80 us, more than a short-lived
+        state (a Lua test's) saves."""
         self.engine = engine
         self.lupa = _lupa_module(engine)
         self.runtime = self.lupa.LuaRuntime(
@@ -215,7 +218,7 @@ class LuaState:
         )
         self.env, helpers = self.host_chunk("sandbox.lua")(host)
         self.helpers = lua_functions(helpers)
-        if interruptible and engine == "luajit":
+        if interruptible and watched and engine == "luajit":
             watchdog.watch(self, self.helpers)  # else the count hook stays on
 
     # -- building blocks -------------------------------------------------

@@ -173,7 +173,8 @@ class Hub:
         return self._driver(package.package_key)
 
     def _new_worker(self, package: DriverPackage) -> WorkerHandle:
-        options = DriverOptions(self.engine, self.strict, self.max_memory, self.handler_timeout, self.network)
+        options = DriverOptions(self.engine, self.strict, self.max_memory, self.handler_timeout, self.network,
+                                watched=self.isolation == "process")
         args = (package.package_key, package, options, self._serve, self._stopping)
         return ProcessWorker(*args) if self.isolation == "process" else InlineWorker(*args, coverage=self.coverage)
 

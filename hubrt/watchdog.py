@@ -42,7 +42,8 @@ class Watch:
     """One Lua state's record, and what the thread needs to stop its handler."""
 
     def __init__(self, owner: Any, record: _Record, sethook: Any, state: int, hook: int, clock: int) -> None:
-        self._owner = weakref.ref(owner)  # what holds the state open (not kept alive by the watch)
+        # what holds the state open (not kept alive by the watch, which ends with it)
+        self._owner = weakref.ref(owner, lambda _: _watches.discard(self))
         self.record = record
         self._sethook, self._state, self._hook, self._clock = sethook, state, hook, clock
         self._seen, self._since = -1.0, 0.0
@@ -67,8 +68,8 @@ class Watch:
                 self._sethook(self._state, self._hook, _LUA_MASKCOUNT, _HOOK_COUNT)
 
 
-_lock = threading.Condition()
-_watches: list[Watch] = []
+_watches: set[Watch] = set()  # (changed by Lua states' threads, read by the watchdog's: the GIL keeps each step whole)
+_wake = threading.Event()  # set when a watch is added
 _thread: threading.Thread | None = None
 _lib: Any = None
 _hook: int | None = None  # the address of LuaJIT's C function that calls a Lua hook
@@ -76,18 +77,19 @@ _hook: int | None = None  # the address of LuaJIT's C function that calls a Lua 
 
 def _loop() -> None:
     while True:
-        with _lock:
-            while not _watches:
-                _lock.wait()
-            for watch in list(_watches):  # (a collection in this thread may end a watch)
-                watch.look()
+        if not _watches:
+            _wake.wait()
+            _wake.clear()
+            continue
+        for watch in tuple(_watches):
+            watch.look()
         time.sleep(POLL)
 
 
 def _forget_after_fork() -> None:
     """A forked process has none of its parent's threads, and watches its own states."""
-    global _lock, _thread
-    _lock, _thread = threading.Condition(), None
+    global _thread, _wake
+    _thread, _wake = None, threading.Event()
     _watches.clear()
 
 
@@ -115,11 +117,10 @@ def watch(owner: Any, helpers: Any) -> bool:
     """Watches the turns of `owner`'s LuaJIT state (`helpers`: its sandbox's) for as long as
     `owner` lives (it holds the state: the watch ends before the state can close); False if
     this process cannot (the state then keeps its hook)."""
-    global _thread
+    global _thread, _hook
     lib = _sethook()
     if lib is None:
         return False
-    global _hook
     record = _Record()
     # (the state keeps the record: it is written for as long as the state runs, whatever ends first)
     anchor = helpers.watch_turns(ctypes.addressof(record), record, _hook is None)
@@ -133,17 +134,9 @@ def watch(owner: Any, helpers: Any) -> bool:
     if not hook:
         return False
     entry = Watch(owner, record, lib.lua_sethook, state, hook, time.pthread_getcpuclockid(threading.get_ident()))
-    with _lock:
-        _watches.append(entry)
-        if _thread is None:
-            _thread = threading.Thread(target=_loop, name="hubrt-watchdog", daemon=True)
-            _thread.start()
-        _lock.notify()
-    weakref.finalize(owner, _unwatch, entry)
+    _watches.add(entry)
+    _wake.set()
+    if _thread is None:
+        _thread = threading.Thread(target=_loop, name="hubrt-watchdog", daemon=True)
+        _thread.start()
     return True
-
-
-def _unwatch(entry: Watch) -> None:
-    with _lock:  # (not while the thread may be hooking the state)
-        if entry in _watches:
-            _watches.remove(entry)
