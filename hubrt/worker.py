@@ -310,6 +310,7 @@ def serve(worker: Worker, outbox: Outbox) -> None:
     network = worker.link.network
     if network is not None:
         network.selector.register(outbox.channel.sock, selectors.EVENT_READ, None)
+
     def reply(message: dict, more: bool) -> None:
         outbox.reply(message, worker.end_batch, more)
 
@@ -568,9 +569,12 @@ class ProcessWorker(WorkerHandle):
             return True
 
     def poll(self) -> list[Completion]:
-        if self._in_flight or self.channel is None:
+        if self.channel is None:
             return []
         try:
+            self.channel.flush()  # (whatever the hub queued goes out while it waits in real time)
+            if self._in_flight:
+                return []
             messages = self.channel.received()
         except ChannelClosed:
             return self._died([("network", None)])

@@ -509,3 +509,32 @@ def test_a_connection_a_worker_made_from_a_stale_directory_fails_at_its_socket()
     for action in deferred:  # (the hub runs them once the current dispatch is over)
         action()
     assert posted == [("d", [{"sock": 7, "error": "connection refused"}])]
+
+
+def test_a_worker_hears_of_every_change_to_the_lans_directory_before_its_next_dispatch():
+    from hubrt.net.hub_side import HubNetwork
+
+    class Worker:
+        lan_version = -1
+
+        def __init__(self):
+            self.told = []
+
+        def notify(self, message):
+            self.told.append(message["directory"])
+
+    net, worker = HubNetwork("simulated", lambda *a: None, lambda action: None), Worker()
+    net.tell(worker)
+    net.tell(worker)  # nothing new
+    net.lan.add_host("192.168.1.50", name="lamp", http={"port": 8080, "routes": {}})
+    net.tell(worker)
+    net.set_hub_ip("192.168.1.3")  # the local address of the connections it makes itself
+    net.tell(worker)
+    net.lan.move_host("192.168.1.50", "192.168.1.51")
+    net.tell(worker)
+    assert [(d["hub"], d["hosts"]) for d in worker.told] == [
+        ("192.168.1.2", {}),
+        ("192.168.1.2", {"192.168.1.50": ["192.168.1.50", [8080]], "lamp": ["192.168.1.50", [8080]]}),
+        ("192.168.1.3", {"192.168.1.50": ["192.168.1.50", [8080]], "lamp": ["192.168.1.50", [8080]]}),
+        ("192.168.1.3", {"192.168.1.51": ["192.168.1.51", [8080]], "lamp": ["192.168.1.51", [8080]]}),
+    ]
