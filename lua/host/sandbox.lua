@@ -206,7 +206,6 @@ end
 -- interpreter down. `watch` is the record shared with it: [0] the running turn's number,
 -- [1] its limit in seconds (0: none runs), [2] the number of a turn it found overdue.
 local watch
-local watch_anchor = is_luajit and coroutine.create(function() end) -- any thread of the state will do
 
 local function watched_hook()
   debug.sethook(watched_hook, "", 0) -- off again (the function stays, for the watchdog's next call)
@@ -465,9 +464,10 @@ end
 
 -- The watchdog's side: the record's address; answers the address of a thread of this state,
 -- with the hook set if asked so that its C function can be read (`watch_ready` takes it off).
-local watch_record -- (what holds the record's memory, kept as long as this state)
+local watch_record, watch_anchor -- (what holds the record's memory; a thread of this state, any will do)
 function helpers.watch_turns(address, record, show_hook)
   watch, watch_record = require("ffi").cast("double *", address), record
+  watch_anchor = coroutine.create(function() end)
   debug.sethook(watched_hook, "", show_hook and 1e9 or 0) -- (registered for the watchdog either way)
   return tostring(watch_anchor)
 end
