@@ -90,8 +90,8 @@ class Store:
 
     def __init__(self, state_dir: Path | str, *, start_empty: bool = False, durable: bool = True,
                  read_only: bool = False) -> None:
-        """`durable=False` is for throw-away stores (Lua tests): no fsync, and the journal kept in
-        memory instead of a WAL file. A power cut there is simulated in-process (what was not
+        """`durable=False` is for throw-away stores (Lua tests): no fsync, no lock, and the journal
+        kept in memory instead of a WAL file. A power cut there is simulated in-process (what was not
         flushed is dropped), so the file never has to survive a real crash. `read_only` (store
         show, devices) takes no lock and writes nothing, so it also reads a store a running hub
         holds, or one on a read-only file system."""
@@ -103,7 +103,11 @@ class Store:
         self._pending: dict[str, dict[str, str | None]] = {}
         self.closed = False
         self.moved_aside: Path | None = None
-        self._lock = None if read_only else lock_state_dir(self.dir)
+        self._lock = None
+        if durable and not read_only:
+            self._lock = lock_state_dir(self.dir)
+        elif not read_only:  # a throw-away store is its own test's: no other process can hold it
+            _state_dir(self.dir)
         try:
             if start_empty:
                 self.moved_aside = _move_aside(self.path)
@@ -302,10 +306,18 @@ def _empty_store() -> bytes | None:
         db.close()
 
 
-def lock_state_dir(state_dir: Path):
-    """Holds the state directory for this process; a second hub is refused with the holder's pid."""
+def _state_dir(state_dir: Path) -> None:
+    """Makes the state directory, or says why it cannot."""
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"{state_dir}: cannot use this state directory: {e.strerror}") from None
+
+
+def lock_state_dir(state_dir: Path):
+    """Holds the state directory for this process; a second hub is refused with the holder's pid."""
+    _state_dir(state_dir)
+    try:
         lock = open(state_dir / LOCK_NAME, "a+")
     except OSError as e:
         raise StoreError(f"{state_dir}: cannot use this state directory: {e.strerror}") from None
