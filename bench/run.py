@@ -168,6 +168,23 @@ def cold_start(engine: str, tmp: str) -> None:
           f"(target < 300 ms: {'met' if took < 300 else 'NOT met'})")
 
 
+def machine_pace(engine: str):
+    """A fixed piece of work to time beside a figure (these machines' pace varies by up to 2x
+    within minutes): Lua calling a Python no-op, as every crossing of a driver does. Returns a
+    function that measures its rate once."""
+    import importlib
+
+    from hubrt.engine import ENGINES
+
+    loop = importlib.import_module(ENGINES[engine]).LuaRuntime().eval(
+        "function(f, n) for i = 1, n do f(i) end end")
+
+    def calls(n: int = 100_000) -> float:
+        return n / timed(loop, lambda i: None, n)
+
+    return calls
+
+
 def commands_per_second(engine: str, tmp: str) -> None:
     """Commands delivered as a hub delivers them (queued to the driver's worker process, the hub
     taking in its events as they come, timed until the driver is idle); beside it, in the same
@@ -183,7 +200,9 @@ def commands_per_second(engine: str, tmp: str) -> None:
         hubs[isolation] = hub
     n = 2000
     rates: dict[str, list[float]] = {"process": [], "one by one": [], "inline": []}
+    pace, calls = [], machine_pace(engine)
     for _ in range(ROUNDS):
+        pace.append(calls())
         for name, hub, wait in (("process", hubs["process"], False), ("one by one", hubs["process"], True),
                                 ("inline", hubs["inline"], False)):
             hub.events.clear()
@@ -196,6 +215,8 @@ def commands_per_second(engine: str, tmp: str) -> None:
     rate = median(rates["process"])
     target = f"  (target >= 20,000/s: {'met' if rate >= 20000 else 'NOT met'})" if engine == "luajit" else ""
     print(f"  capability commands/s through the flagship driver's worker process: {rate:8.0f}{target}")
+    print(f"    this machine's pace in the same rounds: {median(pace) / 1e6:.2f}M Lua -> Python no-op calls/s, "
+          f"{median([r / p * 1000 for r, p in zip(rates['process'], pace)]):.1f} commands per 1,000 of them")
     print(f"    same, one at a time (a round trip each): {median(rates['one by one']):8.0f}/s   "
           f"worker in the hub's process: {median(rates['inline']):8.0f}/s   "
           f"ratio process / in-process {median([p / i for p, i in zip(rates['process'], rates['inline'])]):.2f}")
