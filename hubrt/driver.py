@@ -44,6 +44,9 @@ class Outcome:
         return {"kind": self.kind, "message": self.message, "traceback": self.traceback}
 
 
+OK = Outcome("ok")  # (shared: nothing changes an outcome once made)
+
+
 @dataclass
 class DriverOptions:
     """How the hub runs its drivers (the same for every driver of one hub)."""
@@ -166,7 +169,7 @@ class DriverHost(DriverRuntime):
             nonlocal finished
             finished += 1
             if ok is True:
-                done(Outcome("ok"))
+                done(OK)
             else:
                 failure = state.failure(kind, message, traceback)
                 done(Outcome(failure.kind, failure.message, failure.traceback))

@@ -301,8 +301,7 @@ class Hub:
         elif op == "print":
             self.print_line(m["text"])
         elif op == "emit":
-            self.record_event(driver, m["device"], m["component"], m["capability"], m["attribute"], m["value"],
-                              m["unit"], m["state_change"])
+            self.record_event(driver, *m["event"])
         elif op == "save":
             self.store.save(driver, m["changes"])
         elif op == "timer_start":

@@ -41,7 +41,7 @@ import orjson
 
 from hubrt.bridge import net_events, to_lua
 from hubrt.channel import Channel, ChannelClosed
-from hubrt.driver import DriverHost, DriverOptions, DriverRuntime, Outcome
+from hubrt.driver import OK, DriverHost, DriverOptions, DriverRuntime, Outcome
 from hubrt.engine import LuaFailure
 from hubrt.net.real import RealNetwork
 from hubrt.package import DriverPackage
@@ -112,8 +112,8 @@ class HubLink:
 
     def emit(self, device: str, component: str, capability: str, attribute: str, value: Any, unit: Any,
              state_change: bool) -> None:
-        self._notify({"op": "emit", "device": device, "component": component, "capability": capability,
-                      "attribute": attribute, "value": value, "unit": unit, "state_change": state_change})
+        # (the commonest message of all: its fields in order, as Hub.record_event takes them)
+        self._notify({"op": "emit", "event": [device, component, capability, attribute, value, unit, state_change]})
 
     def timer_start(self, seconds: float, repeating: bool, name: Any) -> int:
         timer_id = next(self._timer_ids)
@@ -362,13 +362,11 @@ class Completion:
 
 
 def completion(what: str, reply: dict) -> Completion:
-    if reply == DONE:  # (the commonest, so its outcome is made once; nothing changes an Outcome)
-        return Completion(what, _OK)
+    if reply == DONE:  # (the commonest, so its outcome is made once)
+        return Completion(what, OK)
     return Completion(what, Outcome(**reply["outcome"]),
                       [(w, Outcome(**o)) for w, o in reply.get("reports", ())])
 
-
-_OK = Outcome("ok")
 
 
 class WorkerHandle:
