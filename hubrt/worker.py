@@ -66,7 +66,7 @@ MAX_BATCH = 16
 
 Serve = Callable[[str, dict, Any], Any]  # (driver, message, device) -> the hub's answer (None for notices)
 REQUESTS = ("load", "flush", "net")  # worker messages that wait for the hub's answer
-DONE = {"op": "done", "outcome": {"kind": "ok", "message": "", "traceback": ""}}  # a dispatch that went well
+DONE = {"op": "done"}  # a dispatch that went well (the commonest reply: no outcome means "ok")
 BATCHABLE = ("lifecycle", "command", "timer", "discovery", "net")  # dispatches a batch may hold
 
 
@@ -362,7 +362,7 @@ class Completion:
 
 
 def completion(what: str, reply: dict) -> Completion:
-    if reply == DONE:  # (the commonest, so its outcome is made once)
+    if "outcome" not in reply:  # DONE
         return Completion(what, OK)
     return Completion(what, Outcome(**reply["outcome"]),
                       [(w, Outcome(**o)) for w, o in reply.get("reports", ())])
