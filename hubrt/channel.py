@@ -21,11 +21,13 @@ import orjson
 
 _HEADER = struct.Struct(">I")
 MAX_MESSAGE = 1 << 30  # a frame longer than this is a broken (or hostile) peer
-# How long a wait polls before it sleeps. Waking a process that sleeps took ~100 us on the
-# machines this was measured on (a hub-worker round trip: 200 us; polling first: 24 us), and
-# most answers come sooner: a handler's question to the hub, the reply to a dispatch. Only
-# where another CPU can run the other end meanwhile.
-SPIN = 0.0002 if len(os.sched_getaffinity(0)) > 1 else 0.0
+# How long a wait polls before it sleeps. Waking a process that sleeps took 100-200 us on the
+# machines this was measured on (a bare hub-worker round trip: 200 us; polling first: 18-24 us),
+# and most answers come sooner: a handler's question to the hub, the reply to a dispatch. 1 ms
+# rather than less because the other end may itself have been asleep when asked (a socket call
+# from a driver: 251 us with 0.2 ms of polling, 123 us with 1 ms, in a slow hour). Only where
+# another CPU can run the other end meanwhile.
+SPIN = 0.001 if len(os.sched_getaffinity(0)) > 1 else 0.0
 
 
 class ChannelClosed(Exception):

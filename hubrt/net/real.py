@@ -37,8 +37,8 @@ class RealNetwork:
 
     def ready(self, timeout: float | None) -> list[int]:
         """The driver's socket ids with something to take (waits up to `timeout`, polling for the
-        first fraction of a millisecond as the hub's channel does: an answer from a nearby host
-        then costs no wake-up)."""
+        first SPIN seconds as the hub's channel does: an answer from a nearby host then costs no
+        wake-up)."""
         end = time.perf_counter() + min(SPIN, timeout if timeout is not None else SPIN)
         while True:
             ready = self.selector.select(0)
