@@ -56,7 +56,7 @@ def to_lua(runtime: Any, obj: Any) -> Any:
     return obj
 
 
-OK = {"ok": True}  # the commonest answer of a socket call
+ANSWER_OK = {"ok": True}  # the commonest answer of a socket call
 
 
 def _scalars_to_lua(runtime: Any, value: Any) -> Any:
@@ -284,7 +284,7 @@ class DriverBridge(Bridge):
         self.driver = driver
         self.link = link
         self.devices = devices  # id -> device record; the hub keeps it up to date
-        self._ok = to_lua(self.runtime, OK)  # (made once: Lua only reads answers)
+        self._ok = to_lua(self.runtime, ANSWER_OK)  # (made once: Lua only reads answers)
 
     def functions(self) -> dict[str, Any]:
         return {
@@ -313,7 +313,7 @@ class DriverBridge(Bridge):
                       "permission": True}
         else:
             answer = self.link.net(message)
-            if answer == OK:
+            if answer == ANSWER_OK:
                 return self._ok
             if "events" in answer:
                 answer["events"] = net_events(self.runtime, answer["events"])

@@ -119,7 +119,7 @@ def watch(owner: Any, helpers: Any) -> bool:
     this process cannot (the state then keeps its hook)."""
     global _thread, _hook
     lib = _sethook()
-    if lib is None:
+    if lib is None or _hook == 0:  # (0: this LuaJIT did not show the C function its hooks run through)
         return False
     record = _Record()
     # (the state keeps the record: it is written for as long as the state runs, whatever ends first)
@@ -129,11 +129,10 @@ def watch(owner: Any, helpers: Any) -> bool:
         try:
             _hook = lib.lua_gethook(state) or 0
         finally:
-            helpers.watch_ready()  # and taken off again
-    hook = _hook
-    if not hook:
-        return False
-    entry = Watch(owner, record, lib.lua_sethook, state, hook, time.pthread_getcpuclockid(threading.get_ident()))
+            helpers.watch_ready(bool(_hook))  # and taken off again (the state unwatched without one)
+        if not _hook:
+            return False
+    entry = Watch(owner, record, lib.lua_sethook, state, _hook, time.pthread_getcpuclockid(threading.get_ident()))
     _watches.add(entry)
     _wake.set()
     if _thread is None:

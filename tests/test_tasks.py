@@ -3,6 +3,8 @@ tests/fixtures/cosock-tour): a runaway task is stopped at --handler-timeout and 
 that fails is reported at its line, os.exit in a task is a driver crash, and a device whose
 handler was stopped goes on with its next event."""
 
+import pytest
+
 from conftest import make_driver
 from hubrt.engine import LuaState
 
@@ -120,3 +122,28 @@ def test_a_runaway_in_a_worker_forked_from_a_process_that_runs_lua_is_stopped(ne
     assert len(stopped) == 1 and "init.lua:16:" in stopped[0] and "ran for more than 0.3 s" in stopped[0], \
         errors(hub)
     assert not [e for e in errors(hub) if "driver crash" in e], errors(hub)
+
+
+def test_where_the_watchdog_cannot_hook_a_state_its_own_hook_keeps_the_limit(monkeypatch):
+    """A LuaJIT build that does not show the C function its hooks run through (lua_gethook
+    answers NULL): no state is left believing it is watched; each keeps the always-on hook."""
+    import hubrt.watchdog as watchdog
+
+    lib = watchdog._sethook()
+    if lib is None:
+        pytest.skip("this lupa's LuaJIT exports no lua_sethook")
+
+    class Hidden:
+        def __getattr__(self, name):
+            return getattr(lib, name)
+
+        def lua_gethook(self, state):
+            return None
+
+    monkeypatch.setattr(watchdog, "_lib", Hidden())
+    monkeypatch.setattr(watchdog, "_hook", None)
+    for n in range(2):  # the first state finds out; the next ones are not watched at all
+        state = LuaState("luajit", interruptible=True, watched=True)
+        outcome = state.helpers.dispatch(0.3, f"runaway {n}".encode(),
+                                         state.runtime.eval(b"function() while true do end end"))
+        assert outcome[2].endswith(f"runaway {n} ran for more than 0.3 s and was stopped".encode()), outcome

@@ -57,5 +57,4 @@ class HubNetwork:
         if not is_ipv4(ip):
             raise HubError(f"the hub's address must be an IPv4 address like 192.168.1.3, got {ip!r}")
         self.environment["hub_ipv4"] = ip
-        self.lan.hub_ip = ip
-        self.lan.version += 1  # (the local address of the connections workers make themselves)
+        self.lan.set_hub_ip(ip)

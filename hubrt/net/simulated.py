@@ -156,6 +156,11 @@ class SimulatedLan:
         self._host(ip).fault = fault
         self.version += 1
 
+    def set_hub_ip(self, ip: str) -> None:
+        """The hub's own address changes (the local address of connections workers make themselves)."""
+        self.hub_ip = ip
+        self.version += 1
+
     def directory(self) -> dict:
         """Who takes a TCP connection at once, as a driver's worker may answer its connects itself
         (one round trip to the hub fewer per connection): {address or name: [ip, [ports]]} of the

@@ -463,7 +463,8 @@ function helpers.enable_coverage()
 end
 
 -- The watchdog's side: the record's address; answers the address of a thread of this state,
--- with the hook set if asked so that its C function can be read (`watch_ready` takes it off).
+-- with the hook set if asked so that its C function can be read (`watch_ready` takes it off,
+-- and gives the limit back to the always-on hook when the watchdog cannot set one).
 local watch_record, watch_anchor -- (what holds the record's memory; a thread of this state, any will do)
 function helpers.watch_turns(address, record, show_hook)
   watch, watch_record = require("ffi").cast("double *", address), record
@@ -472,8 +473,9 @@ function helpers.watch_turns(address, record, show_hook)
   return tostring(watch_anchor)
 end
 
-function helpers.watch_ready()
+function helpers.watch_ready(watched)
   debug.sethook(watched_hook, "", 0)
+  if not watched then watch, watch_record, watch_anchor = nil, nil, nil end
 end
 
 -- The lines hit so far ({chunk name = {line, ...}}), and a fresh start.
