@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -117,6 +118,23 @@ def _runtime_module(name: str) -> tuple[bytes, str] | None:
     return None
 
 
+_TOPS: dict[str, tuple[int, frozenset[str]]] = {}  # folder -> (its mtime, the names in it)
+
+
+def _top_names(folder: str) -> frozenset[str]:
+    """The names in a folder, listed again only when it changed (a Lua test makes two states per
+    test, each with a finder for the same src/). A listing is kept only once the folder has been
+    unchanged for a second: its time stamp is coarser than the time between two changes."""
+    mtime = os.stat(folder).st_mtime_ns
+    known = _TOPS.get(folder)
+    if known is not None and known[0] == mtime:
+        return known[1]
+    names = frozenset(os.listdir(folder))
+    if time.time_ns() - mtime > 1_000_000_000:
+        _TOPS[folder] = (mtime, names)
+    return names
+
+
 @dataclass
 class ModuleFinder:
     """Resolves `require` names as the hub does: the driver's own files first (a driver may bundle
@@ -130,10 +148,11 @@ class ModuleFinder:
         `require`s name a module the hub ships: no file is opened for them there)."""
         if self._top is None:
             try:
-                self._top = frozenset(os.listdir(self.driver_src))
+                self._top = _top_names(str(self.driver_src))
             except OSError:  # (gone or unreadable: each lookup then says why)
                 return True
         return first + ".lua" in self._top or first in self._top
+
 
     def find(self, name: str, runtime_only: bool = False) -> tuple[bytes | None, str, bool]:
         """(source, chunk name, is a runtime module) or (None, message, False). `runtime_only`: hubrt's

@@ -1,5 +1,8 @@
 """`require` finds the driver's own modules (and hubrt's), with errors naming the driver's files."""
 
+import os
+import time
+
 
 def test_driver_modules_are_found_next_to_the_entry_point(lua_hub):
     (lua_hub.dir / "helpers").mkdir()
@@ -50,3 +53,26 @@ def test_a_drivers_own_copy_of_a_library_comes_first(lua_hub):
         assert(require("st.utils").round(1.5) == "mine", "the driver's st/utils.lua")
         assert(require("st.json").encode({1}) == "[1]", "what the driver does not bundle comes from hubrt")
     """)
+
+
+def test_a_module_added_to_src_is_found_by_the_next_driver_state(lua_hub):
+    """A listing of src/ is shared by the states that follow (two per Lua test), and a change to
+    the folder is seen: one that moved its time stamp, and one made so soon after the listing that
+    the time stamp did not move (faked here by putting it back)."""
+    src = lua_hub.dir
+    lua_hub.run("local x = 1")  # (driver.lua is written into src/ at the first run)
+    lua_hub.crash_driver()
+    old = time.time() - 60
+    os.utime(src, (old, old))
+    lua_hub.run('assert(not pcall(require, "later"))')  # listed, and kept: the folder is old
+    (src / "later.lua").write_text('return "here"\n')
+    lua_hub.crash_driver()
+    lua_hub.run('assert(require("later") == "here")')
+
+    stamp = src.stat().st_mtime_ns  # just changed: a listing now is not kept
+    lua_hub.crash_driver()
+    lua_hub.run('assert(not pcall(require, "sooner"))')
+    (src / "sooner.lua").write_text('return "also"\n')
+    os.utime(src, ns=(stamp, stamp))
+    lua_hub.crash_driver()
+    lua_hub.run('assert(require("sooner") == "also")')

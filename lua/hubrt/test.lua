@@ -75,9 +75,12 @@ local function check_arguments(fname, params, ...)
 end
 
 local unpack = table.unpack or unpack
+-- (Each is looked up and parsed at its first call: a test file's state is made for every test,
+-- and most tests call a few of these.)
 for fname, signature in pairs(SIGNATURES) do
-  local fn, params = host[fname], parse(signature)
+  local fn, params
   hub[fname] = function(...)
+    if params == nil then fn, params = host[fname], parse(signature) end
     check_arguments(fname, params, ...)
     local result, err = fn(unpack({...}, 1, #params)) -- every parameter, nil or not
     if err ~= nil then host.raise(err) end
