@@ -383,10 +383,19 @@ class DriverBridge(Bridge):
 
     def emit(self, device_id: bytes, component: bytes, capability: bytes, attribute: bytes, value: Any,
              unit: Any, state_change: bool) -> None:
-        # (one of the commonest crossings: the device id and capability are strings st.device checked)
-        self.link.emit(device_id.decode("utf-8", "replace"), as_text(component),
-                       capability.decode("utf-8", "replace"), as_text(attribute),
-                       to_python(value, self.lua_type), None if unit is None else as_text(unit), bool(state_change))
+        # (one of the commonest crossings, so the commonest cases are taken inline: the device id and
+        # capability are strings st.device checked, the component and attribute nearly always are)
+        tv = type(value)
+        if tv is bytes:
+            value = value.decode("utf-8", "replace")
+        elif value is not None and tv is not int and tv is not float and tv is not bool:
+            value = to_python(value, self.lua_type)
+        self.link.emit(device_id.decode("utf-8", "replace"),
+                       component.decode("utf-8", "replace") if type(component) is bytes else as_text(component),
+                       capability.decode("utf-8", "replace"),
+                       attribute.decode("utf-8", "replace") if type(attribute) is bytes else as_text(attribute),
+                       value, None if unit is None else as_text(unit),
+                       state_change is not None and state_change is not False)  # (Lua's truth: 0 is true)
 
     def set_online(self, device_id: bytes, online: bool) -> None:
         self.link.set_online(as_text(device_id), bool(online))

@@ -510,3 +510,26 @@ def test_virtual_time_is_deterministic_with_several_workers(new_hub, tmp_path):
             (12.0, "a"), (12.0, "b")]
         start = int(ticks[0][2]) - 2  # os.time() follows hub time
         assert [int(epoch) - start for _, _, epoch in ticks] == [int(t) for t, _, _ in ticks], ticks
+
+
+def test_an_event_is_a_state_change_when_its_value_changes_or_its_driver_says_so(new_hub, tmp_path):
+    """As on a hub: a repeated value is not a state change unless the event says it is (in Lua's
+    sense of true: any value but nil and false)."""
+    pkg = make_driver(tmp_path / "pkg", """
+        local capabilities = require "st.capabilities"
+        local Driver = require "st.driver"
+        local function emit(device, extra) device:emit_event(capabilities.switch.switch.on(extra)) end
+        Driver("changes", {capability_handlers = {switch = {on = function(_, device)
+          emit(device)
+          emit(device)
+          emit(device, {state_change = true})
+          emit(device, {state_change = 0})
+          emit(device, {state_change = false})
+        end}}}):run()
+    """)
+    hub = new_hub()
+    hub.install(pkg)
+    hub.add_device("test-driver", "switch", label="Plug")
+    hub.events.clear()
+    hub.command("Plug", "switch", "on")
+    assert [e.state_change for e in hub.events] == [True, False, True, True, False]

@@ -43,15 +43,12 @@ function Device.new(driver, info)
     log = logger_for(info.id),
   }
   record_fields(fields, info)
-  local extensions = {} -- device:extend_device(name, fn)
+  -- device.x: its field, else a method added with extend_device, else the library's method (a
+  -- chain of tables, which the VM follows without calling any function: it is on every method call)
+  local extensions = setmetatable({}, {__index = methods})
+  setmetatable(fields, {__index = extensions})
   local device = setmetatable({}, {
-    __index = function(_, k)
-      local v = fields[k]
-      if v ~= nil then return v end
-      v = extensions[k]
-      if v ~= nil then return v end
-      return methods[k]
-    end,
+    __index = fields,
     __newindex = function(_, k)
       host.raise("device." .. tostring(k) .. " is read-only; store data with device:set_field(key, value)")
     end,
