@@ -56,6 +56,8 @@ STOP_GRACE = 2.0
 ADDRESS_SPACE_ROOM = 512 * 1024 * 1024
 # Dispatches posted to a worker before the hub waits for some to finish: enough to keep a worker
 # busy while the hub prepares the next ones, few enough that neither side's socket buffer fills.
+# The hub then waits only for one SEND_BATCH to finish (its count includes finished dispatches whose
+# replies it has not read yet: waiting for half of them let the worker run dry once per round).
 MAX_IN_FLIGHT = 64
 # Dispatches the hub queues to a worker before it writes them in one go (it also writes them
 # whenever it waits for the worker).
@@ -541,7 +543,7 @@ class ProcessWorker(WorkerHandle):
     def post(self, message: dict, device: str | None = None) -> list[Completion]:
         if message["op"] in ("start", "script"):
             self._fork()
-        done = self._drain(MAX_IN_FLIGHT // 2) if len(self._in_flight) >= MAX_IN_FLIGHT else []
+        done = self._drain(MAX_IN_FLIGHT - SEND_BATCH) if len(self._in_flight) >= MAX_IN_FLIGHT else []
         what = message["what"]
         if self.channel is None:
             return done + [Completion(what, Outcome("died", "the worker process is gone"))]
