@@ -28,11 +28,15 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q --lua both
 
-# The Lua test comparison needs the hub tooling's interpreter, lua5.3 (Debian package).
+# The Lua test comparison needs the hub tooling's interpreter, lua5.3, and the instruction counts
+# valgrind (Debian packages).
 bench: $(STAMP)
 	@command -v lua5.3 >/dev/null || (apt-get update -qq && apt-get install -y -qq lua5.3) >/dev/null 2>&1 \
 		|| echo "note: lua5.3 could not be installed; the Lua test comparison will say so"
 	$(PY) bench/run.py
+	@command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind) >/dev/null 2>&1 \
+		|| echo "note: valgrind could not be installed; instructions will not be counted"
+	$(PY) bench/instructions.py
 
 clean:
 	rm -rf $(VENV) .hubrt .pytest_cache .hypothesis
