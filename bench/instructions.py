@@ -15,8 +15,9 @@ The workloads:
     (the driver's Lua, the crossings, the datastore, the batch's save and the JSON both ways), in
     the hub's process so that batches are the same on every run. It uses the worker's own
     classes, so a revision without them says n/a.
-Instructions are not time (cache misses, branches), but at an equal count the time is rarely far
-apart, and a count that grows is always worth a look.
+Counts repeat within about 0.3% (temporary paths differ). Instructions are not time (cache misses,
+branches), but at an equal count the time is rarely far apart, and a count that grows is always
+worth a look.
 """
 
 from __future__ import annotations
@@ -29,28 +30,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+from trivial import trivial_tests
+
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"test": (10, 40), "command": (1000, 5000)}
-
-
-def _trivial_package(folder: Path) -> Path:
-    pkg = folder / "overhead"
-    (pkg / "src" / "test").mkdir(parents=True)
-    (pkg / "profiles").mkdir()
-    (pkg / "config.yml").write_text("name: overhead\npackageKey: overhead\n")
-    (pkg / "profiles" / "p.yml").write_text("name: p\ncomponents:\n  - id: main\n    capabilities:\n"
-                                           "      - id: switch\n")
-    (pkg / "src" / "init.lua").write_text('require("st.driver")("overhead", {}):run()\n')
-    (pkg / "src" / "test" / "test_0.lua").write_text(
-        'local test = require "hubrt.test"\ntest("t0", function() local x = 1 + 1; assert(x == 2) end)\n')
-    return pkg / "src" / "test" / "test_0.lua"
 
 
 def run_tests(n: int, root: Path) -> None:
     from hubrt.testing import TestFile, TestOptions
 
     with tempfile.TemporaryDirectory() as tmp:
-        test_file = TestFile(_trivial_package(Path(tmp)))
+        test_file = TestFile(trivial_tests(Path(tmp), 1, 1) / "src" / "test" / "test_0.lua")
         options = TestOptions(out=lambda line: None)
         for _ in range(n):
             test_file.run("t0", options)
@@ -101,7 +91,7 @@ def count(root: Path, workload: str, n: int) -> int | None:
     result = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
          sys.executable, __file__, "--workload", workload, str(n), str(root)],
-        capture_output=True, text=True)
+        capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})  # (dict layouts alike)
     found = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
     if result.returncode != 0 or found is None:
         return None

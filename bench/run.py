@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hubrt.hub import Hub  # noqa: E402
 from hubrt.paths import LUA_DIR  # noqa: E402
+from trivial import trivial_tests  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAGSHIP = ROOT / "drivers" / "virtual-dimmer"
@@ -348,7 +349,6 @@ def real_loopback_round_trips(pkg: Path, state: Path, n: int) -> tuple[float, fl
     return median(rates), median(plain)
 
 
-TRIVIAL_TEST = 'test("t{i}", function() local x = 1 + 1; assert(x == 2) end)\n'
 PROCESS_PER_FILE = Path(__file__).resolve().parent / "process_per_file.lua"
 
 
@@ -358,21 +358,6 @@ NOOP_PLUGIN = """
 from hubrt import pytest_plugin
 pytest_plugin.LuaTestItem.runtest = lambda self: None
 """
-
-
-def trivial_tests(folder: Path, files: int, per_file: int) -> Path:
-    """A driver package with `files` test files of `per_file` trivial Lua tests each."""
-    pkg = folder / "overhead"
-    (pkg / "src" / "test").mkdir(parents=True)
-    (pkg / "profiles").mkdir()
-    (pkg / "config.yml").write_text("name: overhead\npackageKey: overhead\n")
-    (pkg / "profiles" / "p.yml").write_text("name: p\ncomponents:\n  - id: main\n    capabilities:\n"
-                                           "      - id: switch\n")
-    (pkg / "src" / "init.lua").write_text('require("st.driver")("overhead", {}):run()\n')
-    for f in range(files):
-        body = 'local test = require "hubrt.test"\n' + "".join(TRIVIAL_TEST.format(i=i) for i in range(per_file))
-        (pkg / "src" / "test" / f"test_{f}.lua").write_text(body)
-    return pkg
 
 
 def lua_test_isolation(tmp: str) -> None:

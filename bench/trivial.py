@@ -1,0 +1,23 @@
+"""A driver package of trivial Lua tests, for the per-test benchmarks (run.py, instructions.py).
+No hubrt import here: instructions.py measures other revisions' hubrt with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TRIVIAL_TEST = 'test("t{i}", function() local x = 1 + 1; assert(x == 2) end)\n'
+
+
+def trivial_tests(folder: Path, files: int, per_file: int) -> Path:
+    """A driver package with `files` test files of `per_file` trivial Lua tests each (t0, t1...)."""
+    pkg = folder / "overhead"
+    (pkg / "src" / "test").mkdir(parents=True)
+    (pkg / "profiles").mkdir()
+    (pkg / "config.yml").write_text("name: overhead\npackageKey: overhead\n")
+    (pkg / "profiles" / "p.yml").write_text("name: p\ncomponents:\n  - id: main\n    capabilities:\n"
+                                           "      - id: switch\n")
+    (pkg / "src" / "init.lua").write_text('require("st.driver")("overhead", {}):run()\n')
+    for f in range(files):
+        body = 'local test = require "hubrt.test"\n' + "".join(TRIVIAL_TEST.format(i=i) for i in range(per_file))
+        (pkg / "src" / "test" / f"test_{f}.lua").write_text(body)
+    return pkg
