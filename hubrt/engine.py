@@ -153,7 +153,6 @@ class ModuleFinder:
                 return True
         return first + ".lua" in self._top or first in self._top
 
-
     def find(self, name: str, runtime_only: bool = False) -> tuple[bytes | None, str, bool]:
         """(source, chunk name, is a runtime module) or (None, message, False). `runtime_only`: hubrt's
         own module even where the driver has one of that name (the hub's native libraries)."""
