@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+import yaml
 
 from conftest import ROOT, hubrt
 from hubrt.capabilities import Catalogue, CapabilityError
@@ -17,7 +18,7 @@ STANDARD = Catalogue.standard()
 def test_the_catalogue_reads_as_a_capability_file_must(tmp_path):
     """Written out in hubrt's own format and read back the way a package's capabilities/ folder
     is read, every definition passes the same checks, unchanged."""
-    assert len(STANDARD.definitions) >= 197
+    assert len(STANDARD.definitions) >= 263
     (tmp_path / "all.json").write_text(json.dumps(
         {cap_id: {"attributes": d["attributes"], "commands": d["commands"]} for cap_id, d in
          STANDARD.definitions.items()}))
@@ -65,24 +66,42 @@ def test_every_enum_value_has_its_constructor(lua_hub):
     assert seen == len(values)
 
 
-def test_later_additions_are_merged_over_the_standard_list(lua_hub):
-    """Attributes, values and commands the platform added after the list standard.json was read
-    from, as the public drivers use them."""
+def test_the_standard_list_has_what_the_platform_added_by_api_13(lua_hub):
+    """Attributes, values and commands of the 2025 definitions that the API 3 list lacked, as the
+    public drivers use them (ranges, lock values, thermostat modes...)."""
     assert lua_hub.run("""
         local caps = require "st.capabilities"
         local range = caps.switchLevel.levelRange({value = {minimum = 1, maximum = 100}})
         local temp = caps.temperatureMeasurement.temperatureRange({value = {minimum = 5, maximum = 40}, unit = "C"})
         return range.state.value.maximum, temp.state.unit, caps.lock.lock.unlatched().state.value,
-               caps.thermostatMode.thermostatMode.comfort().state.value, caps.lock.commands.unlatch.NAME
-        """) == (100, b"C", b"unlatched", b"comfort", b"unlatch")
+               caps.thermostatMode.thermostatMode.comfort().state.value, caps.lock.commands.unlatch.NAME,
+               caps.operationalState.operationalState.running().state.value
+        """) == (100, b"C", b"unlatched", b"comfort", b"unlatch", b"running")
     assert "is not one of" in lua_hub.fails('return require("st.capabilities").lock.lock("ajar")')
-    assert "expected a number" in lua_hub.fails(
+    assert "expected an integer" in lua_hub.fails(
         'return require("st.capabilities").switchLevel.levelRange({value = {minimum = "low"}})')
-    # the standard list's own values stay beside the added ones
+    assert "a unit is required" in lua_hub.fails(
+        'return require("st.capabilities").temperatureMeasurement.temperatureRange({value = {minimum = 5}})')
     assert STANDARD.command_args("thermostatMode", "setThermostatMode", ["rush hour"]) == {"mode": "rush hour"}
-    assert STANDARD.command_args("thermostatMode", "setThermostatMode", ["precooling"]) == {"mode": "precooling"}
     with pytest.raises(CapabilityError, match="is not one of"):
-        STANDARD.command_args("thermostatMode", "setThermostatMode", ["lukewarm"])
+        STANDARD.command_args("thermostatMode", "setThermostatMode", ["tepid"])
+
+
+def test_later_additions_add_only_what_the_standard_list_lacks(lua_hub):
+    """additions.yml (what public drivers use beyond API 13) adds attributes and commands to the
+    standard definitions and changes none of theirs."""
+    standard = json.loads((ROOT / "hubrt" / "capabilities" / "standard.json").read_text())["capabilities"]
+    additions = yaml.safe_load((ROOT / "hubrt" / "capabilities" / "additions.yml").read_text())
+    for cap_id, addition in additions.items():
+        for kind in ("attributes", "commands"):
+            overlap = set(addition.get(kind) or {}) & set(standard.get(cap_id, {}).get(kind) or {})
+            assert not overlap, f"additions.yml changes {cap_id}'s own {kind}: {overlap}"
+    assert lua_hub.run("""
+        local caps = require "st.capabilities"
+        return caps.thermostatOperatingState.supportedThermostatOperatingStates({"idle", "heating"}).state.value[2],
+               caps.lockCodes.commands.migrate.NAME, caps.windowShadePreset.position(30).state.value,
+               caps.windowShadePreset.commands.presetPosition.NAME
+        """) == (b"heating", b"migrate", 30, b"presetPosition")
 
 
 @pytest.mark.parametrize("package", sorted(p.name for p in (ROOT / "drivers").iterdir() if (p / "config.yml").exists()))

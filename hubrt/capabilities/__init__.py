@@ -39,7 +39,7 @@ def check_value(schema: dict, value: Any, what: str) -> str | None:
         return None
     if kind in ("integer", "number"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"{what}: expected a {kind}, got {value!r}"
+            return f"{what}: expected {'an' if kind == 'integer' else 'a'} {kind}, got {value!r}"
         if kind == "integer" and value != int(value):
             return f"{what}: expected an integer, got {value!r}"
         if "minimum" in schema and value < schema["minimum"]:
@@ -176,30 +176,12 @@ def _read_definitions(path: Path, types: dict[str, Any] | None = None) -> dict[s
     return {str(cap_id): _check_definition(str(cap_id), d, path, at(path, doc, cap_id)) for cap_id, d in doc.items()}
 
 
-def _more_values(base: dict, extra: dict) -> dict:
-    """`extra` over `base`; where both are enums (or lists of enums) the values of both."""
-    if base.get("type") == extra.get("type") == "enum":
-        return {**base, "values": base["values"] + [v for v in extra["values"] if v not in base["values"]]}
-    if base.get("type") == extra.get("type") == "array":
-        return {**base, "items": _more_values(base["items"], extra["items"])}
-    return extra
-
-
 def _extended(base: dict | None, extra: dict) -> dict:
-    """A standard definition with later additions: new attributes and commands, more enum values."""
+    """A standard definition with later additions: attributes and commands it lacks."""
     if base is None:
         return extra
-    attributes = dict(base["attributes"])
-    for name, schema in extra["attributes"].items():
-        attributes[name] = _more_values(attributes[name], schema) if name in attributes else schema
-    commands = dict(base["commands"])
-    for name, args in extra["commands"].items():
-        if name in commands:
-            by_name = {arg["name"]: arg for arg in args}
-            args = [_more_values(arg, by_name[arg["name"]]) if arg["name"] in by_name else arg
-                    for arg in commands[name]]
-        commands[name] = args
-    return {**base, "attributes": attributes, "commands": commands}
+    return {**base, "attributes": {**base["attributes"], **extra["attributes"]},
+            "commands": {**base["commands"], **extra["commands"]}}
 
 
 class Catalogue:
