@@ -56,16 +56,22 @@ class DriverPackage:
         return self.path / "src"
 
 
-def _fingerprint(path: Path) -> tuple:
-    """What a package's metadata was read from: file names and modification times."""
-    found = []
-    for folder in ("", "profiles", "capabilities"):
-        try:
-            with os.scandir(os.path.join(path, folder)) as entries:
-                found += [(e.path, e.stat().st_mtime_ns) for e in entries
-                          if (folder or e.name == "config.yml") and e.is_file()]
-        except OSError:  # no such folder
-            pass
+def _fingerprint(folder: str) -> tuple | None:
+    """What a package's metadata was read from: file names and modification times (None where the
+    folder cannot be read)."""
+    found, subfolders = [], []
+    try:
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.name == "config.yml" and e.is_file():
+                    found.append((e.path, e.stat().st_mtime_ns))
+                elif e.name in ("profiles", "capabilities") and e.is_dir():
+                    subfolders.append(e.path)
+        for sub in subfolders:
+            with os.scandir(sub) as entries:
+                found += [(e.path, e.stat().st_mtime_ns) for e in entries if e.is_file()]
+    except OSError:  # unreadable, or changed while it was read
+        return None
     return tuple(sorted(found))
 
 
@@ -76,12 +82,14 @@ def load_package(path: Path | str, standard: Catalogue, strict: bool = False) ->
     """Reads and checks a driver package (cached until its files change: tests install one package often).
     A capability that no definition describes is a warning (the driver may use it unchecked), or an
     error when `strict`."""
-    path = Path(path)
-    key = (os.path.realpath(path), id(standard), strict, _fingerprint(path)) if path.is_dir() else None
-    if key in _cache:
+    folder = os.path.abspath(path)
+    fingerprint = _fingerprint(folder)
+    key = (folder, id(standard), strict, fingerprint)
+    if fingerprint is not None and key in _cache:
         return _cache[key]
-    package = _read_package(path, standard, strict)
-    _cache[key] = package
+    package = _read_package(Path(path), standard, strict)
+    if fingerprint is not None:
+        _cache[key] = package
     return package
 
 

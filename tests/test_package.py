@@ -67,3 +67,26 @@ def test_a_good_package_still_loads(tmp_path):
             explicit: true
         """)})
     assert load_package(pkg, Catalogue.standard()).profiles["p"].default_preferences() == {"level": 3}
+
+
+def test_a_package_is_read_again_when_its_metadata_changes(tmp_path, monkeypatch):
+    """Packages are cached (a Lua test installs its package once per test), never past a change to
+    config.yml, a profile or a capability file -- also when it is reached by a relative path from
+    another folder."""
+    standard = Catalogue.standard()
+    root = make_driver(tmp_path / "pkg", 'require("st.driver")("p", {}):run()\n', profiles={"p": GOOD})
+    first = load_package(root, standard)
+    assert load_package(root, standard) is first  # unchanged: the same reading
+    (root / "profiles" / "q.yml").write_text(GOOD.replace("name: p", "name: q"))
+    assert set(load_package(root, standard).profiles) == {"p", "q"}
+    (root / "capabilities").mkdir()
+    (root / "capabilities" / "x.yml").write_text("x.fan:\n  attributes:\n    speed: {type: integer}\n")
+    assert "x.fan" in load_package(root, standard).capabilities.definitions
+    (root / "config.yml").write_text("name: renamed\npackageKey: p\n")
+    assert load_package(root, standard).name == "renamed"
+    other = make_driver(tmp_path / "elsewhere" / "pkg", 'require("st.driver")("o", {}):run()\n',
+                        key="other", profiles={"p": GOOD})
+    monkeypatch.chdir(tmp_path)
+    assert load_package("pkg", standard).package_key == "p"
+    monkeypatch.chdir(other.parent)
+    assert load_package("pkg", standard).package_key == "other"
