@@ -9,8 +9,8 @@ difference divided by the extra work, so start-up cancels out.
   python bench/instructions.py 0576c79 HEAD # revisions side by side (git worktrees in a temp dir)
 
 The workloads:
-  - a trivial Lua test (`TestFile.run`: two Lua states, a hub and its store, the driver started
-    and stopped), as the pytest plugin runs each test;
+  - a trivial Lua test in a file of ten (`TestFile.run`: two Lua states, the file's top level, a
+    hub and its store, the driver started and stopped), as the pytest plugin runs each test;
   - a capability command through the flagship driver as its worker handles it, in batches of 16
     (the driver's Lua, the crossings, the datastore, the batch's save and the JSON both ways), in
     the hub's process so that batches are the same on every run. It uses the worker's own
@@ -40,7 +40,7 @@ def run_tests(n: int, root: Path) -> None:
     from hubrt.testing import TestFile, TestOptions
 
     with tempfile.TemporaryDirectory() as tmp:
-        test_file = TestFile(trivial_tests(Path(tmp), 1, 1) / "src" / "test" / "test_0.lua")
+        test_file = TestFile(trivial_tests(Path(tmp), 1, 10) / "src" / "test" / "test_0.lua")  # (as make bench)
         options = TestOptions(out=lambda line: None)
         for _ in range(n):
             test_file.run("t0", options)

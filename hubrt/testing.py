@@ -107,10 +107,13 @@ class LuaTestFailure(Exception):
 class TestBridge(Bridge):
     """The `host` table of a test file: the hub under test, driven from Lua."""
 
-    def __init__(self, state: LuaState, catalogue: Catalogue, out: Callable[[str], None]) -> None:
+    def __init__(self, state: LuaState, catalogue: Catalogue, out: Callable[[str], None],
+                 wanted: str | None = None) -> None:
+        """`wanted`: the one test that will run (None: the file's tests are being collected)."""
         super().__init__(state, catalogue, lambda level, text: out(f"[test {level}] {text}"))
         self.hub: Hub | None = None
         self.driver_name = ""
+        self.wanted = wanted
         self._declared: tuple[Any, Any, Any] | None = None  # Lua tables: tests in order, tests by name, setups
 
     def functions(self) -> dict[str, Any]:
@@ -140,8 +143,10 @@ class TestBridge(Bridge):
 
     # -- declaring -----------------------------------------------------------
 
-    def declare(self, declared: Any, by_name: Any, setups: Any) -> None:
+    def declare(self, declared: Any, by_name: Any, setups: Any) -> Any:
+        """Takes the tables the file's tests are declared into; answers the one test wanted."""
         self._declared = (declared, by_name, setups)
+        return None if self.wanted is None else self.wanted.encode()
 
     @staticmethod
     def _test(t: Any) -> DeclaredTest:
@@ -357,12 +362,14 @@ class TestFile:
             raise InputError(f"{self.path}: not inside a driver package (no config.yml above it)")
         self.package = package
 
-    def _load(self, options: TestOptions, out: Callable[[str], None]) -> tuple[LuaState, TestBridge]:
-        """A fresh controller state with the file's top level run (which declares the tests)."""
+    def _load(self, options: TestOptions, out: Callable[[str], None],
+              wanted: str | None = None) -> tuple[LuaState, TestBridge]:
+        """A fresh controller state with the file's top level run (which declares the tests; before
+        running one, only that one is kept)."""
         catalogue = load_package(self.package, Catalogue.standard()).capabilities
         state = LuaState(options.engine, driver_src=self.package / "src", print_line=out,
                          interruptible=options.test_timeout > 0)
-        bridge = TestBridge(state, catalogue, out)
+        bridge = TestBridge(state, catalogue, out, wanted)
         state.helpers.set_runtime_api(bridge.api())
         try:
             state.run_file(self.path)
@@ -382,7 +389,7 @@ class TestFile:
             output.show()
 
     def _run(self, name: str, options: TestOptions, out: Callable[[str], None]) -> None:
-        state, bridge = self._load(options, out)
+        state, bridge = self._load(options, out, name)
         test = bridge.test(name)
         if test is None:
             raise LuaTestFailure(f"{self.path}: no test named {name!r} any more")

@@ -99,11 +99,14 @@ end
 -- Declaring tests ------------------------------------------------------------
 
 -- Kept here, in Lua, and handed to the host once: the host runs one test of the
--- file by name, so declaring stays cheap however many tests a file holds.
+-- file by name, so declaring stays cheap however many tests a file holds. The file's
+-- top level runs again before each test; then only the test that runs is kept (every
+-- declaration was checked when the file's tests were collected).
 local declared, by_name, setups = {}, {}, {}
-host.declare(declared, by_name, setups)
+local only = host.declare(declared, by_name, setups) -- the test about to run; nil while collecting
 
 local function declare(name, fn, skip_reason)
+  if only ~= nil and name ~= only then return end
   if type(name) ~= "string" or type(fn) ~= "function" then
     host.raise("test(name, function() ... end) takes a name and a function")
   end
