@@ -26,7 +26,8 @@ CATALOGUE = [
     ("bytecode", "assert(load('\\27LuaQ\\0\\1\\4\\8\\4\\8\\0'))", "chunk"),
     ("string.dump", "return string.dump(print)", "attempt to call"),
     ("string method dump", "return ('').dump(print)", "attempt to call"),
-    ("debug library", "return debug.getregistry()", "attempt to index"),
+    ("debug library", "return debug.getregistry()", "attempt to call"),
+    ("debug.getinfo's function", "return debug.getinfo(2, 'f').func()", "attempt to call"),
     ("string metatable", "getmetatable('').__index.upper = nil", "attempt to index"),
     ("getfenv", "return getfenv(0)", "attempt to call"),
     ("jit", "jit.off()", "attempt to index"),
@@ -126,7 +127,8 @@ def test_every_attempt_fails_and_nobody_else_notices(new_hub, tmp_path, engine):
 
 
 @pytest.mark.parametrize("code", [
-    "return python", "return io", "return debug", "return package", "return jit", "return ffi",
+    "return python", "return io", "return package", "return jit", "return ffi",
+    "return debug.sethook", "return debug.getlocal", "return debug.setupvalue", "return debug.getmetatable",
 ])
 def test_no_host_object_is_even_visible(lua_hub, code):
     assert lua_hub.run(code) == (None,)

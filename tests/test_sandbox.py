@@ -8,7 +8,7 @@ from hubrt.engine import LuaState, LuaFailure
 
 
 @pytest.mark.parametrize("name", [
-    "python", "io", "debug", "package", "dofile", "loadfile", "module", "getfenv", "setfenv",
+    "python", "io", "package", "dofile", "loadfile", "module", "getfenv", "setfenv",
     "collectgarbage", "newproxy", "gcinfo", "jit", "ffi", "loadstring",
 ])
 def test_dangerous_globals_are_absent(lua_hub, name):
@@ -39,12 +39,39 @@ def test_os_is_reduced_to_time_functions(lua_hub, name):
     ("package.loadlib('libc.so.6', 'system')", "attempt to index"),
     ("string.dump(print)", "attempt to call"),
     ("('').dump(function() end)", "attempt to call"),
-    ("debug.getregistry()", "attempt to index"),
+    ("debug.getregistry()", "attempt to call"),
+    ("debug.getupvalue(print, 1)", "attempt to call"),
+    ("debug.getinfo(1, 'f').func()", "attempt to call"),
     ("local g = getfenv(0).python", "attempt to call"),
 ])
 def test_escape_attempts_raise_lua_errors(lua_hub, code, expected):
     message = lua_hub.fails(code)
     assert expected in message, message
+
+
+def test_debug_has_what_drivers_log_with_and_no_way_out(lua_hub):
+    """The platform's own drivers log with debug.getinfo and debug.traceback; nothing in `debug`
+    hands out a function, a hook, a local, an upvalue, a metatable or the registry."""
+    assert sorted(k.decode() for k in lua_hub.run("local t = {} for k in pairs(debug) do t[#t + 1] = k end "
+                                                  "return t")[0].values()) == ["getinfo", "traceback"]
+    lua_hub.run(r"""
+        local here = debug.getinfo(1, "Sl")
+        assert(here.currentline == 2 and here.source:find("driver.lua$"), here.source)
+        local function caller_line() local info = debug.getinfo(2, "l"); return info.currentline end
+        assert(caller_line() == 5)
+        local all = debug.getinfo(1)
+        assert(all.currentline == 6 and all.func == nil and all.activelines == nil)
+        assert(debug.getinfo(1, "fL").func == nil and debug.getinfo(1, "fL").activelines == nil)
+        assert(debug.getinfo(tostring, "S").what == "C")
+        local co = coroutine.create(function() coroutine.yield() end)
+        coroutine.resume(co)
+        assert(debug.getinfo(co, 1, "Sl").currentline == 10 and debug.getinfo(co, 1, "f").func == nil)
+        local text = debug.traceback("boom")
+        assert(text:find("^boom\nstack traceback:\n[^\n]*driver.lua:13: in main chunk"), text)
+        assert(debug.traceback(co, "in co"):find("^in co\nstack traceback:"))
+        local t = {}
+        assert(debug.traceback(t) == t)
+    """)
 
 
 def test_bytecode_is_refused(lua_hub):

@@ -149,6 +149,36 @@ function env.coroutine.resume(co, ...)
   return pass_unless_stop(coroutine.resume(co, ...))
 end
 
+-- debug: what the platform's own drivers use of it (a traceback, where a log line comes from), and
+-- nothing that reaches past the sandbox: getinfo never hands out a function (its `func` field) or a
+-- thread's active lines; no hooks, locals, upvalues, metatables or registry. A level counts from
+-- the caller, as if these were the library's own functions.
+local native_getinfo = debug.getinfo
+local function is_thread(v) return type(v) == "thread" end
+env.debug = {}
+function env.debug.traceback(...)
+  local thread, message, level = ...
+  if is_thread(thread) then return traceback(thread, message, level) end
+  message, level = ...
+  if message ~= nil and type(message) ~= "string" and type(message) ~= "number" then return message end
+  local text = traceback(message, (level or 1) + 1)
+  return text -- (not a tail call: LuaJIT would drop this frame, and the level would be off by one)
+end
+function env.debug.getinfo(...)
+  local thread, f, what = ...
+  if not is_thread(thread) then
+    thread, f, what = nil, ...
+    if type(f) == "number" then f = f + 1 end -- (past this function)
+  end
+  if what ~= nil and type(what) ~= "string" then
+    error("bad argument to 'getinfo' (string expected, got " .. type(what) .. ")", 2)
+  end
+  what = what and what:gsub("[fL>]", "") or "nSlu"
+  if thread then return native_getinfo(thread, f, what) end
+  local info = native_getinfo(f, what)
+  return info -- (not a tail call, as above)
+end
+
 -- One hook serves two purposes: a deadline for the running handler (a count
 -- hook) and, when asked for, line coverage of the driver's own files (a line
 -- hook). On standard Lua a hook belongs to one coroutine, so every coroutine
