@@ -71,6 +71,11 @@ def test_debug_has_what_drivers_log_with_and_no_way_out(lua_hub):
         assert(debug.traceback(co, "in co"):find("^in co\nstack traceback:"))
         local t = {}
         assert(debug.traceback(t) == t)
+        local me = coroutine.running()
+        if me then -- (Lua 5.3: the main thread; LuaJIT answers nil there)
+          assert(debug.getinfo(me, 1, "l").currentline == 20)
+          assert(debug.traceback(me, "mine"):find("^mine\nstack traceback:\n[^\n]*driver.lua:21:"))
+        end
     """)
 
 

@@ -154,20 +154,24 @@ end
 -- thread's active lines; no hooks, locals, upvalues, metatables or registry. A level counts from
 -- the caller, as if these were the library's own functions.
 local native_getinfo = debug.getinfo
-local function is_thread(v) return type(v) == "thread" end
+-- A thread other than the running one, or nil (the running one: its levels pass this function).
+local function other_thread(v)
+  if type(v) == "thread" and v ~= coroutine.running() then return v end
+end
 env.debug = {}
 function env.debug.traceback(...)
   local thread, message, level = ...
-  if is_thread(thread) then return traceback(thread, message, level) end
-  message, level = ...
+  if other_thread(thread) then return traceback(thread, message, level) end
+  if type(thread) == "thread" then message, level = select(2, ...) else message, level = ... end
   if message ~= nil and type(message) ~= "string" and type(message) ~= "number" then return message end
   local text = traceback(message, (level or 1) + 1)
   return text -- (not a tail call: LuaJIT would drop this frame, and the level would be off by one)
 end
 function env.debug.getinfo(...)
   local thread, f, what = ...
-  if not is_thread(thread) then
-    thread, f, what = nil, ...
+  if not other_thread(thread) then
+    if type(thread) == "thread" then f, what = select(2, ...) else f, what = ... end
+    thread = nil
     if type(f) == "number" then f = f + 1 end -- (past this function)
   end
   if what ~= nil and type(what) ~= "string" then
