@@ -265,3 +265,46 @@ def test_line_coverage_report(pytester, package):
     assert line.endswith("missed: 10"), line
     result = pytester.runpytest("drv", "--lua-cov", "-n", "2", "-k", "passes or fatal")
     assert "missed" not in next(l for l in result.stdout.str().splitlines() if l.startswith("drv/src/init.lua:"))
+
+
+def test_a_lua_tests_lua_states_are_freed_when_it_ends(tmp_path, monkeypatch):
+    """Its two Lua states (and a restarted driver's) are in reference cycles only Python's cyclic
+    collector frees; the runner collects them as the test ends, so a long suite's memory does not
+    wait for a collection of the oldest generation."""
+    import gc
+    import weakref
+
+    from hubrt.engine import LuaState
+    from hubrt.testing import TestFile, TestOptions
+
+    package = tmp_path / "pkg"
+    (package / "src" / "test").mkdir(parents=True)
+    (package / "profiles").mkdir()
+    (package / "config.yml").write_text("name: t\npackageKey: t\n")
+    (package / "profiles" / "switch.yml").write_text(SWITCH_PROFILE)
+    (package / "src" / "init.lua").write_text(DRIVER)
+    (package / "src" / "test" / "test_states.lua").write_text(textwrap.dedent("""
+        local test = require "hubrt.test"
+        test("restarts", function()
+          test.hub.restart("driver_crash")
+          test.hub.restart("graceful")
+        end)
+    """))
+    made = []
+    real_init = LuaState.__init__
+
+    def counted(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    monkeypatch.setattr(LuaState, "__init__", counted)
+    test_file = TestFile(package / "src" / "test" / "test_states.lua")
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.disable()  # (nothing else collects meanwhile)
+    try:
+        test_file.run("restarts", TestOptions(out=lambda line: None))
+        assert len(made) >= 4 and all(ref() is None for ref in made), [ref() for ref in made]
+    finally:
+        gc.enable()
+    assert gc.get_threshold() == thresholds
