@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SWITCH_PROFILE
+from conftest import SWITCH_PROFILE, make_driver
 
 pytest_plugins = ["pytester"]
 
@@ -277,19 +277,13 @@ def test_a_lua_tests_lua_states_are_freed_when_it_ends(tmp_path, monkeypatch):
     from hubrt.engine import LuaState
     from hubrt.testing import TestFile, TestOptions
 
-    package = tmp_path / "pkg"
-    (package / "src" / "test").mkdir(parents=True)
-    (package / "profiles").mkdir()
-    (package / "config.yml").write_text("name: t\npackageKey: t\n")
-    (package / "profiles" / "switch.yml").write_text(SWITCH_PROFILE)
-    (package / "src" / "init.lua").write_text(DRIVER)
-    (package / "src" / "test" / "test_states.lua").write_text(textwrap.dedent("""
+    package = make_driver(tmp_path / "pkg", DRIVER, key="t", files={"src/test/test_states.lua": """
         local test = require "hubrt.test"
         test("restarts", function()
           test.hub.restart("driver_crash")
           test.hub.restart("graceful")
         end)
-    """))
+    """})
     made = []
     real_init = LuaState.__init__
 
