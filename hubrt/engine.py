@@ -19,14 +19,13 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
 from hubrt import watchdog
-from hubrt.paths import LUA_DIR
+from hubrt.paths import LUA_DIR, settled
 
 ENGINES = {"luajit": "lupa.luajit21", "5.3": "lupa.lua53"}
 DEFAULT_ENGINE = "luajit"
@@ -123,14 +122,14 @@ _TOPS: dict[str, tuple[int, frozenset[str]]] = {}  # folder -> (its mtime, the n
 
 def _top_names(folder: str) -> frozenset[str]:
     """The names in a folder, listed again only when it changed (a Lua test makes two states per
-    test, each with a finder for the same src/). A listing is kept only once the folder has been
-    unchanged for a second: its time stamp is coarser than the time between two changes."""
+    test, each with a finder for the same src/); a listing is kept once the folder's time stamp
+    has `settled`."""
     mtime = os.stat(folder).st_mtime_ns
     known = _TOPS.get(folder)
     if known is not None and known[0] == mtime:
         return known[1]
     names = frozenset(os.listdir(folder))
-    if time.time_ns() - mtime > 1_000_000_000:
+    if settled(mtime):
         _TOPS[folder] = (mtime, names)
     return names
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from hubrt.capabilities import Catalogue
 from hubrt.inputs import InputError, at, read_yaml
+from hubrt.paths import settled
 
 
 class PackageError(InputError):
@@ -79,16 +80,16 @@ _cache: dict[tuple, DriverPackage] = {}
 
 
 def load_package(path: Path | str, standard: Catalogue, strict: bool = False) -> DriverPackage:
-    """Reads and checks a driver package (cached until its files change: tests install one package often).
-    A capability that no definition describes is a warning (the driver may use it unchecked), or an
-    error when `strict`."""
+    """Reads and checks a driver package (cached until its files change, once their time stamps have
+    `settled`: tests install one package often). A capability that no definition describes is a
+    warning (the driver may use it unchecked), or an error when `strict`."""
     folder = os.path.abspath(path)
     fingerprint = _fingerprint(folder)
     key = (folder, id(standard), strict, fingerprint)
-    if fingerprint is not None and key in _cache:
+    if key in _cache:
         return _cache[key]
     package = _read_package(Path(path), standard, strict)
-    if fingerprint is not None:
+    if fingerprint is not None and all(settled(mtime) for _, mtime in fingerprint):
         _cache[key] = package
     return package
 

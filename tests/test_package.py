@@ -1,7 +1,9 @@
 """Driver packages and capability files that are wrong in the ways people get them wrong: each is
 one `file:line: message`, never a traceback."""
 
+import os
 import textwrap
+import time
 
 import pytest
 
@@ -75,8 +77,11 @@ def test_a_package_is_read_again_when_its_metadata_changes(tmp_path, monkeypatch
     another folder."""
     standard = Catalogue.standard()
     root = make_driver(tmp_path / "pkg", 'require("st.driver")("p", {}):run()\n', profiles={"p": GOOD})
+    old = time.time() - 60
+    for path in (root / "config.yml", root / "profiles" / "p.yml"):
+        os.utime(path, (old, old))
     first = load_package(root, standard)
-    assert load_package(root, standard) is first  # unchanged: the same reading
+    assert load_package(root, standard) is first  # unchanged (and settled): the same reading
     (root / "profiles" / "q.yml").write_text(GOOD.replace("name: p", "name: q"))
     assert set(load_package(root, standard).profiles) == {"p", "q"}
     (root / "capabilities").mkdir()
@@ -84,6 +89,11 @@ def test_a_package_is_read_again_when_its_metadata_changes(tmp_path, monkeypatch
     assert "x.fan" in load_package(root, standard).capabilities.definitions
     (root / "config.yml").write_text("name: renamed\npackageKey: p\n")
     assert load_package(root, standard).name == "renamed"
+    # a change in the same tick of the clock leaves the time stamp as it was (faked: put back)
+    stamp = (root / "config.yml").stat().st_mtime_ns
+    (root / "config.yml").write_text("name: again\npackageKey: p\n")
+    os.utime(root / "config.yml", ns=(stamp, stamp))
+    assert load_package(root, standard).name == "again"
     other = make_driver(tmp_path / "elsewhere" / "pkg", 'require("st.driver")("o", {}):run()\n',
                         key="other", profiles={"p": GOOD})
     monkeypatch.chdir(tmp_path)
