@@ -213,7 +213,9 @@ class LuaState:
         instruction-count hook that stops a runaway handler (facts/lupa.md 8). `watched`
         (LuaJIT, a long-lived state: a driver's worker process) installs that hook only once a
         handler overruns (watchdog.py); setting it up costs ~80 us, more than a short-lived
-        state (a Lua test's) saves."""
+        state (a Lua test's) saves. A watched state keeps the compiler for hubrt's own modules
+        and turns it off for each chunk of driver code instead (see compile): most of a
+        command's Lua is the driver library's, and the runaway loops to stop are the driver's."""
         self.engine = engine
         self.lupa = _lupa_module(engine)
         self.runtime = self.lupa.LuaRuntime(
@@ -224,17 +226,21 @@ class LuaState:
             attribute_filter=_deny_attributes,
             max_memory=max_memory,
         )
-        if interruptible and engine == "luajit":
+        guarded_jit = interruptible and watched and engine == "luajit"
+        if interruptible and engine == "luajit" and not watched:
             self.runtime.execute(b"jit.off()")
         self._load, self._dump = self.runtime.execute(b"return load, string.dump")
+        self._interpret = None  # (set once the sandbox is made: see compile)
         self._finder = ModuleFinder(driver_src)
         host = self.table(
             print=lambda line: print_line(line.decode("utf-8", "replace")),
             find_module=self._find_module,
             compat53=self.host_chunk("compat53.lua") if engine == "luajit" else None,  # 5.3 has it all
+            interpret_driver_code=guarded_jit,
         )
         self.env, helpers = self.host_chunk("sandbox.lua")(host)
         self.helpers = lua_functions(helpers)
+        self._interpret = getattr(self.helpers, "interpret", None)
         if interruptible and watched and engine == "luajit":
             watchdog.watch(self, self.helpers)  # else the count hook stays on
 
@@ -247,18 +253,23 @@ class LuaState:
             raise RuntimeError(err.decode("utf-8", "replace"))
         return chunk
 
-    def compile(self, src: bytes, chunkname: bytes, *, privileged: bool = False) -> tuple[Any, bytes | None]:
+    def compile(self, src: bytes, chunkname: bytes, *, privileged: bool = False,
+                runtime: bool = False) -> tuple[Any, bytes | None]:
         """(function, None) or (None, the syntax error). Driver code gets the
-        sandbox environment; a privileged chunk gets the real globals."""
+        sandbox environment; a privileged chunk gets the real globals. hubrt's own
+        modules (`runtime`) run in the sandbox too, but may be compiled by LuaJIT."""
         env = () if privileged else (self.env,)
         key = (self.engine, chunkname, src)
         bytecode = _BYTECODE.get(key)
         if bytecode is not None:
-            return self._load(bytecode, chunkname, b"b", *env), None
-        result = self._load(src, chunkname, b"t", *env)
-        if isinstance(result, tuple):
-            return None, result[1]
-        _BYTECODE[key] = self._dump(result)
+            result = self._load(bytecode, chunkname, b"b", *env)
+        else:
+            result = self._load(src, chunkname, b"t", *env)
+            if isinstance(result, tuple):
+                return None, result[1]
+            _BYTECODE[key] = self._dump(result)
+        if self._interpret is not None and not (privileged or runtime):
+            self._interpret(result)
         return result, None
 
     def table(self, **fields: Any):
@@ -331,7 +342,7 @@ class LuaState:
         src, where, is_runtime = self._finder.find(name.decode("utf-8", "replace"), bool(runtime_only))
         if src is None:
             return None, where.encode(), b"missing"
-        chunk, err = self.compile(src, where.encode())
+        chunk, err = self.compile(src, where.encode(), runtime=is_runtime)
         if chunk is None:
             return None, self._explain_syntax_error(err, src), b"syntax"
         return chunk, None, b"runtime" if is_runtime else b"driver"

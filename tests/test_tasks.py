@@ -31,6 +31,12 @@ Driver("tasks", {capability_handlers = {[capabilities.switch.ID] = {
 """
 
 
+def runaway(state):
+    """An endless loop in driver code (compiled as the state compiles a driver's files)."""
+    chunk, _ = state.compile(b"return function() while true do end end", b"=runaway.lua")
+    return state.call(chunk)[0]
+
+
 def errors(hub):
     return [r.text for r in hub.logs if r.level == "error"]
 
@@ -112,8 +118,8 @@ def test_a_runaway_in_a_worker_forked_from_a_process_that_runs_lua_is_stopped(ne
     worker watches its own handlers, which are still stopped at their line (not killed by the hub
     later)."""
     own = LuaState(engine, interruptible=True, watched=True)
-    assert own.helpers.dispatch(0.3, b"a runaway of the hub's own", own.runtime.eval(
-        b"function() while true do end end"))[2].endswith(b"ran for more than 0.3 s and was stopped")
+    assert own.helpers.dispatch(0.3, b"a runaway of the hub's own", runaway(own))[2].endswith(
+        b"ran for more than 0.3 s and was stopped")
     hub = new_hub(handler_timeout=0.3)
     hub.install(make_driver(tmp_path / "tasks", TASKS, key="tasks"))
     hub.add_device("tasks", "switch", label="S")
@@ -122,6 +128,45 @@ def test_a_runaway_in_a_worker_forked_from_a_process_that_runs_lua_is_stopped(ne
     assert len(stopped) == 1 and "init.lua:16:" in stopped[0] and "ran for more than 0.3 s" in stopped[0], \
         errors(hub)
     assert not [e for e in errors(hub) if "driver crash" in e], errors(hub)
+
+
+@pytest.mark.parametrize("where, line", [
+    ("in init.lua", "init.lua:6:"),
+    ("in a module of src/", "spin.lua:2:"),
+    ("in a chunk the driver loads", "[string \"spin\"]:1:"),
+    ("in a coroutine", "spin.lua:2:"),
+])
+def test_a_runaway_in_any_driver_code_is_stopped_at_its_line_by_a_worker(new_hub, tmp_path, where, line):
+    """A worker's LuaJIT compiles hubrt's own modules to machine code but never driver code, whose
+    loops must stay where the hook that stops them reaches: a loop in a driver's own file, a module
+    of its src/, a chunk it makes with `load`, or a coroutine, each run hot enough to be compiled."""
+    spin = {
+        "in init.lua": "function() local n = 0 while true do n = n + 1 end end",
+        "in a module of src/": "require('spin').forever",
+        "in a chunk the driver loads": "load('local n = 0 while true do n = n + 1 end', '=[string \"spin\"]')",
+        "in a coroutine": "coroutine.wrap(require('spin').forever)",
+    }[where]
+    hub = new_hub(handler_timeout=0.3)
+    hub.install(make_driver(tmp_path / "spin", f"""
+        local Driver = require "st.driver"
+        local capabilities = require "st.capabilities"
+        Driver("spin", {{capability_handlers = {{[capabilities.switch.ID] = {{
+          on = function(driver)
+            local spin = {spin}
+            spin()
+          end,
+          off = function(driver) driver.datastore.offs = (driver.datastore.offs or 0) + 1 end,
+        }}}}}}):run()
+    """, key="spin", files={
+        "src/spin.lua": "local M = {}\nfunction M.forever() local n = 0 while true do n = n + 1 end end\nreturn M\n"}))
+    hub.add_device("spin", "switch", label="S")
+    hub.command("S", "switch", "on")
+    hub.command("S", "switch", "off")
+    stopped = [e for e in errors(hub) if "capability switch.on for S" in e]
+    assert len(stopped) == 1 and line in stopped[0] and "ran for more than 0.3 s and was stopped" in stopped[0], \
+        errors(hub)
+    assert not [e for e in errors(hub) if "driver crash" in e or "killed" in e], errors(hub)
+    assert hub.store.load("spin")["offs"] == 1, "the driver goes on"
 
 
 def test_where_the_watchdog_cannot_hook_a_state_its_own_hook_keeps_the_limit(monkeypatch):
@@ -144,6 +189,5 @@ def test_where_the_watchdog_cannot_hook_a_state_its_own_hook_keeps_the_limit(mon
     monkeypatch.setattr(watchdog, "_hook", None)
     for n in range(2):  # the first state finds out; the next ones are not watched at all
         state = LuaState("luajit", interruptible=True, watched=True)
-        outcome = state.helpers.dispatch(0.3, f"runaway {n}".encode(),
-                                         state.runtime.eval(b"function() while true do end end"))
+        outcome = state.helpers.dispatch(0.3, f"runaway {n}".encode(), runaway(state))
         assert outcome[2].endswith(f"runaway {n} ran for more than 0.3 s and was stopped".encode()), outcome

@@ -124,9 +124,16 @@ else
   env.pairs, env.ipairs = native_pairs, native_ipairs
 end
 
+-- Under LuaJIT with a handler time limit, driver code is never compiled to machine code:
+-- compiled loops skip the hook that stops a runaway handler. hubrt's own modules are (they
+-- run no driver loop), which is most of what a command runs. Every function of the chunk.
+local interpret = host.interpret_driver_code and function(f) jit.off(f, true) return f end or nil
+
 -- Text chunks only: a binary chunk (bytecode) can break the VM's invariants.
 function env.load(chunk, name, mode, chunk_env)
-  return native_load(chunk, name or "=(load)", "t", chunk_env or env)
+  local f, err = native_load(chunk, name or "=(load)", "t", chunk_env or env)
+  if f and interpret then interpret(f) end
+  return f, err
 end
 
 function env.print(...)
@@ -363,6 +370,7 @@ env._G = env
 -- Privileged helpers for the host ------------------------------------------
 
 local helpers = {}
+helpers.interpret = interpret
 
 -- The error handler of protected calls: a stop passes as it is, any other error becomes
 -- its message and the traceback where it was raised.
