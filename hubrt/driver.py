@@ -135,7 +135,8 @@ class DriverHost(DriverRuntime):
         chunk, err = self.state.compile_file(path)
         if chunk is None:
             return Outcome("syntax", err)
-        outcome = self._protected(self.state.helpers.start_main, chunk)
+        outcome = self._protected(self.state.helpers.start_main, chunk, self.options.handler_timeout,
+                                  b"src/init.lua")
         if self._running(outcome):
             self.running = True
             return self._protected(self.state.helpers.run_tasks, self.options.handler_timeout, b"src/init.lua")

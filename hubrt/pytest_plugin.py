@@ -97,7 +97,8 @@ class LuaTestFile(pytest.File):
                                           skip="written for the platform's integration_test library, which hubrt "
                                                "does not provide; tests for hubrt use require \"hubrt.test\"")
             return
-        options = TestOptions(engine=_engines(self.config)[0], out=lambda line: None)
+        options = TestOptions(engine=_engines(self.config)[0], out=lambda line: None,
+                              test_timeout=self.config.getoption("hubrt_test_timeout"))
         try:
             self.test_file = TestFile(self.path)
             declared = self.test_file.collect(options)

@@ -381,8 +381,12 @@ class TestFile:
                          interruptible=options.test_timeout > 0)
         bridge = TestBridge(state, catalogue, out, wanted)
         state.helpers.set_runtime_api(bridge.api())
-        try:
-            state.run_file(self.path)
+        chunk, err = state.compile_file(self.path)
+        if chunk is None:
+            raise LuaTestFailure(err)
+        try:  # (under the test time limit: a file's top level is test code too)
+            state.protected(state.helpers.dispatch, options.test_timeout,
+                            f"the top level of {self.path.name}".encode(), chunk)
         except LuaFailure as e:
             raise LuaTestFailure(e.message, e.traceback) from None
         return state, bridge

@@ -273,6 +273,18 @@ def test_crash_at_start_is_retried_then_reported(new_hub, tmp_path):
     assert sum("no config found" in r.text for r in hub.logs) == 3
 
 
+
+@pytest.mark.parametrize("isolation", ["process", "inline"])
+def test_a_main_chunk_that_never_reaches_driver_run_is_stopped_at_its_line(new_hub, tmp_path, isolation):
+    """The main chunk runs under --handler-timeout like a handler: stopped at its line (a hub in a Lua
+    test, with no worker to kill, used to wait for it forever), then tried again as a crash is."""
+    hub = new_hub(handler_timeout=0.3, isolation=isolation)
+    with pytest.raises(HubError, match="crashed 3 times while starting"):
+        hub.install(make_driver(tmp_path / "spin", 'local Driver = require "st.driver"\nwhile true do end\n'))
+    stopped = [r.text for r in hub.logs if "src/init.lua ran for more than 0.3 s and was stopped" in r.text]
+    assert len(stopped) == 3 and all("init.lua:2:" in text for text in stopped), [r.text for r in hub.logs]
+
+
 # -- the driver API ----------------------------------------------------------------
 
 API = """

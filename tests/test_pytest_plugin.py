@@ -222,6 +222,22 @@ def test_a_long_advance_is_stopped_and_its_output_cut_short(pytester, package):
     assert result.stdout.str().count("INFO  t  tick") == 1000
 
 
+def test_a_runaway_top_level_is_stopped_at_the_test_time_limit(pytester, package):
+    """A test file's top level, and the driver's main chunk its tests start, are stopped at their line
+    (collection, and the test, used to wait for them forever)."""
+    (package / "src" / "test" / "test_top.lua").write_text(
+        'local test = require "hubrt.test"\nwhile true do end\ntest("t", function() end)\n')
+    result = pytester.runpytest("drv/src/test/test_top.lua", "--lua-test-timeout", "0.5", "--lua", "both")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*test_top.lua:2: the top level of test_top.lua ran for more than 0.5 s and was "
+                                 "stopped"])
+    (package / "src" / "init.lua").write_text('local Driver = require "st.driver"\nwhile true do end\n')
+    (package / "src" / "test" / "test_top.lua").write_text('local test = require "hubrt.test"\ntest("t", function() end)\n')
+    result = pytester.runpytest("drv/src/test/test_top.lua", "--lua-handler-timeout", "0.3")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*src/init.lua:2: src/init.lua ran for more than 0.3 s and was stopped"])
+
+
 def test_a_platform_integration_test_file_is_skipped_with_a_reason(pytester, package):
     (package / "src" / "test" / "test_platform.lua").write_text(
         'local test = require("integration_test")\ntest.register_coroutine_test("x", function() end)\n'

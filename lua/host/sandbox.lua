@@ -538,10 +538,13 @@ local main
 -- What start_main and resume_main return (after true) while driver:run() holds the main chunk.
 local RUNNING = "hubrt: the main chunk is inside driver:run()"
 helpers.RUNNING = RUNNING
-function helpers.start_main(f)
+-- Runs the main chunk until driver:run() (or its end), stopping it if it runs longer than
+-- `seconds` (0: no limit), as a handler would be.
+function helpers.start_main(f, seconds, name)
   main = coroutine.create(function() return helpers.protected_call(f) end)
   if coverage then set_hook(main) end
-  return helpers.resume_main()
+  start_deadline(seconds, name, main)
+  return end_deadline(helpers.resume_main())
 end
 
 local in_run = false -- the main chunk is suspended inside driver:run() (not in a stray yield)
