@@ -3,6 +3,8 @@ tests/fixtures/cosock-tour): a runaway task is stopped at --handler-timeout and 
 that fails is reported at its line, os.exit in a task is a driver crash, and a device whose
 handler was stopped goes on with its next event."""
 
+import re
+
 import pytest
 
 from conftest import make_driver
@@ -167,6 +169,36 @@ def test_a_runaway_in_any_driver_code_is_stopped_at_its_line_by_a_worker(new_hub
         errors(hub)
     assert not [e for e in errors(hub) if "driver crash" in e or "killed" in e], errors(hub)
     assert hub.store.load("spin")["offs"] == 1, "the driver goes on"
+
+
+def test_runaways_that_keep_calling_compiled_library_code_are_each_stopped(new_hub, tmp_path):
+    """The watchdog installs its hook from another thread while hubrt's library code may be being
+    compiled (a hook change aborts the trace being recorded): each runaway is stopped at its line and
+    the worker never crashes."""
+    hub = new_hub(handler_timeout=0.05)
+    hub.install(make_driver(tmp_path / "spin", """
+        local Driver = require "st.driver"
+        local capabilities = require "st.capabilities"
+        local utils = require "st.utils"
+        Driver("spin", {capability_handlers = {[capabilities.switch.ID] = {
+          on = function(driver, device)
+            local n = 0
+            while true do
+              n = n + #utils.stringify_table({a = n, b = capabilities.switch.switch.on().value})
+              device:set_field("n", n % 7)
+            end
+          end,
+          off = function(driver) driver.datastore.offs = (driver.datastore.offs or 0) + 1 end,
+        }}}):run()
+    """, key="spin"))
+    hub.add_device("spin", "switch", label="S")
+    for _ in range(20):
+        hub.command("S", "switch", "on")
+        hub.command("S", "switch", "off")
+    stopped = [e for e in errors(hub)
+               if re.search(r"init\.lua:(9|10): ", e) and "ran for more than 0.05 s and was stopped" in e]
+    assert len(stopped) == 20 and len(errors(hub)) == 20, errors(hub)
+    assert hub.store.load("spin")["offs"] == 20
 
 
 def test_where_the_watchdog_cannot_hook_a_state_its_own_hook_keeps_the_limit(monkeypatch):
