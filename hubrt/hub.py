@@ -29,6 +29,7 @@ from hubrt.inputs import preferences_problem, valid_seconds
 from hubrt.net.hub_side import HubNetwork
 from hubrt.package import DriverPackage, load_package
 from hubrt.devices import Device, Devices, HubError
+from hubrt.history import History
 from hubrt.store import Store, StoreError
 from hubrt.worker import InlineWorker, ProcessWorker, WorkerHandle, completion
 
@@ -133,8 +134,8 @@ class Hub:
         self.drivers: dict[str, WorkerHandle | DriverRuntime] = {}
         self.packages: dict[str, DriverPackage] = {}
         self.devices = Devices()
-        self.events: list[Event] = []
-        self.logs: list[LogRecord] = []
+        self.events: History[Event] = History()
+        self.logs: History[LogRecord] = History()
         self.timers = Timers()
         self._last_flush = self.clock.now()
         self._current_device: str | None = None
@@ -156,6 +157,9 @@ class Hub:
         record = LogRecord(self.clock.now(), level, driver, device.label if device else None, text)
         self.logs.append(record)
         self.on_log(record)
+        if self.logs.dropped == 1:  # (they were all shown as they came)
+            self.log("warn", driver, f"the hub keeps its last {self.logs.maxlen:,} log lines: older ones are "
+                                     "let go from hub.logs()")
 
     # -- drivers -------------------------------------------------------------
 
@@ -551,6 +555,9 @@ class Hub:
         self.events.append(record)
         if self.on_event is not None:
             self.on_event(record)
+        if self.events.dropped == 1:
+            self.log("warn", driver, f"the hub keeps its last {self.events.maxlen:,} events: older ones are let "
+                                     "go from hub.events() and `print: events`")
 
     # -- timers and time ------------------------------------------------------
 

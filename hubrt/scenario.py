@@ -355,6 +355,8 @@ class Runner:
                 self.out(f"{printable(d.label)}  ({d.id})  driver={d.driver} profile={d.profile} "
                          f"{'online' if d.online else 'offline'}")
         elif what == "events":
+            if self.hub.events.dropped:
+                self.out(f"... {self.hub.events.dropped:,} earlier events not kept")
             for e in self.hub.events:
                 self.out(printable(f"{e.time:9.3f} {e.device} {e.component}.{e.capability}.{e.attribute} = "
                                    f"{e.value!r}"))

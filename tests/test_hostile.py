@@ -113,7 +113,7 @@ def test_every_attempt_fails_and_nobody_else_notices(new_hub, tmp_path, engine):
     for i, (name, _, expected) in enumerate(CATALOGUE, 1):
         before = len(hub.logs)
         hub.command("H", "switchLevel", "setLevel", [i])
-        errors = [r.text for r in hub.logs[before:] if r.level == "error" and r.driver == "hostile"]
+        errors = [r.text for r in list(hub.logs)[before:] if r.level == "error" and r.driver == "hostile"]
         alternatives = expected if isinstance(expected, tuple) else (expected,)
         if len(errors) != 1 or not any(text in errors[0] for text in alternatives):
             failures.append(f"{name}: expected one error containing {expected!r}, got {errors}")

@@ -524,6 +524,33 @@ def test_virtual_time_is_deterministic_with_several_workers(new_hub, tmp_path):
         assert [int(epoch) - start for _, _, epoch in ticks] == [int(t) for t, _, _ in ticks], ticks
 
 
+def test_a_long_run_keeps_the_last_events_and_logs_and_says_so(new_hub, tmp_path, monkeypatch):
+    """A hub that runs for days (or a Lua test that advances a year) keeps its most recent events and
+    log lines, not all of them (they grew without end), and says so once when it first lets one go."""
+    import hubrt.history
+    from hubrt.scenario import Runner, load_scenario
+
+    monkeypatch.setattr(hubrt.history, "HISTORY_LIMIT", 6)
+    seen = []  # every log line, as `hubrt run` shows them
+    hub = new_hub(on_log=lambda record: seen.append(record.text))
+    hub.install(DIMMER)
+    hub.add_device("virtual-dimmer", "dimmer", label="Lamp")
+    for i in range(10):
+        hub.command("Lamp", "switch", "on" if i % 2 else "off")
+    assert len(hub.events) == 6 and hub.events.dropped == 16, hub.events.dropped  # 2 at init, 2 per command
+    assert [e.value for e in hub.events][-2:] == ["on", 100]
+    for i in range(10):
+        hub.log("info", "virtual-dimmer", f"line {i}")
+    assert [r.text for r in hub.logs][-3:] == ["line 7", "line 8", "line 9"] and hub.logs.dropped > 0
+    assert sum("the hub keeps its last 6 events" in text for text in seen) == 1
+    assert sum("the hub keeps its last 6 log lines" in text for text in seen) == 1
+    scenario = tmp_path / "s.yml"
+    scenario.write_text("- print: events\n")
+    shown: list[str] = []
+    Runner(hub, out=shown.append).run(load_scenario(scenario))
+    assert shown[0] == "... 16 earlier events not kept" and len(shown) == 7, shown
+
+
 def test_an_event_is_a_state_change_when_its_value_changes_or_its_driver_says_so(new_hub, tmp_path):
     """As on a hub: a repeated value is not a state change unless the event says it is (in Lua's
     sense of true: any value but nil and false)."""

@@ -64,7 +64,7 @@ def test_whatever_a_server_sends_ends_in_a_message_an_error_or_a_close(ws_hub, d
     ws_hub.lan.push(IP, "/ws", data.decode("latin-1"), raw=True)
     ws_hub.settle()
     try:
-        errors = [r.text for r in ws_hub.logs[logged:] if r.level == "error"]
+        errors = [r.text for r in list(ws_hub.logs)[logged:] if r.level == "error"]
         assert not errors, errors
         seen = notes(ws_hub, label)
         assert seen[0] == "connected" and all(note.startswith(NOTES) for note in seen), seen
