@@ -151,7 +151,8 @@ class DriverHost(DriverRuntime):
         if not self.running:
             return Outcome("ok")
         self.running = False
-        outcome = self._protected(self.state.helpers.resume_main)
+        outcome = self._protected(self.state.helpers.resume_main, self.options.handler_timeout,
+                                  b"src/init.lua after driver:run()")
         return Outcome("ok") if self._running(outcome) else outcome
 
     def call(self, name: str, method: str, *args: Any) -> Outcome:

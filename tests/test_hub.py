@@ -285,6 +285,26 @@ def test_a_main_chunk_that_never_reaches_driver_run_is_stopped_at_its_line(new_h
     assert len(stopped) == 3 and all("init.lua:2:" in text for text in stopped), [r.text for r in hub.logs]
 
 
+
+@pytest.mark.parametrize("isolation", ["process", "inline"])
+def test_a_main_chunk_that_runs_away_after_driver_run_returns_is_stopped_and_the_stop_goes_on(new_hub, tmp_path,
+                                                                                                isolation):
+    """At a graceful stop the rest of the main chunk runs under --handler-timeout too (a Lua test's hub
+    waited for it forever at the test's end); what the driver saved is kept."""
+    hub = new_hub(handler_timeout=0.3, isolation=isolation)
+    hub.install(make_driver(tmp_path / "spin", """
+        local Driver = require "st.driver"
+        local driver = Driver("spin", {})
+        driver.datastore.kept = "yes"
+        driver:run()
+        while true do end
+    """, key="spin"))
+    hub.restart("graceful")
+    stopped = [r.text for r in hub.logs if "src/init.lua after driver:run() ran for more than 0.3 s" in r.text]
+    assert len(stopped) == 1 and "init.lua:6:" in stopped[0], [r.text for r in hub.logs]
+    assert hub.store.load("spin")["kept"] == "yes"
+
+
 # -- the driver API ----------------------------------------------------------------
 
 API = """

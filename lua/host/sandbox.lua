@@ -538,17 +538,16 @@ local main
 -- What start_main and resume_main return (after true) while driver:run() holds the main chunk.
 local RUNNING = "hubrt: the main chunk is inside driver:run()"
 helpers.RUNNING = RUNNING
--- Runs the main chunk until driver:run() (or its end), stopping it if it runs longer than
--- `seconds` (0: no limit), as a handler would be.
 function helpers.start_main(f, seconds, name)
   main = coroutine.create(function() return helpers.protected_call(f) end)
   if coverage then set_hook(main) end
-  start_deadline(seconds, name, main)
-  return end_deadline(helpers.resume_main())
+  return helpers.resume_main(seconds, name)
 end
 
 local in_run = false -- the main chunk is suspended inside driver:run() (not in a stray yield)
-function helpers.resume_main()
+-- Runs the main chunk until driver:run() (or its end), stopping it if it runs longer than
+-- `seconds` (0: no limit), as a handler would be: from its start, and after driver:run() returns.
+function helpers.resume_main(seconds, name)
   local function after(ok, ...)
     if not ok then return false, "error", tostring((...)), "" end
     if coroutine.status(main) == "suspended" then
@@ -559,7 +558,8 @@ function helpers.resume_main()
     return ...
   end
   in_run = false
-  return after(coroutine.resume(main))
+  start_deadline(seconds, name, main)
+  return end_deadline(after(coroutine.resume(main)))
 end
 
 -- `host` functions from Python, plus the privileged ones, for hubrt's modules.
