@@ -227,8 +227,9 @@ _STEPS_HELP = "\b\n" + script_help()
               metavar="S", help="Seconds of hub time between flushes of saved datastores to disk.")
 @click.option("--handler-timeout", type=click.FloatRange(min=0), default=DEFAULT_HANDLER_TIMEOUT,
               show_default=True, metavar="S",
-              help="Stop a handler that runs longer; a driver stuck where Lua cannot stop it (in C code) is "
-                   "killed a moment later, as a driver crash. 0: no limit (LuaJIT keeps its JIT).")
+              help="Stop a handler (or the main chunk) that runs longer; a driver stuck where Lua cannot stop "
+                   "it (in C code) is killed a moment later, as a driver crash. 0: no limit (LuaJIT then "
+                   "compiles the driver's own code too).")
 @click.option("--clock", type=click.Choice(["virtual", "real"]), default=None,
               help="Hub time: virtual (advance is instant; default with --script) or real (default at the prompt).")
 @click.option("--network", type=click.Choice(["simulated", "real"]), default="simulated", show_default=True,
