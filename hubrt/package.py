@@ -29,7 +29,10 @@ class Profile:
     preferences: list[dict] = field(default_factory=list)
 
     def default_preferences(self) -> dict[str, Any]:
-        return {p["name"]: p["default"] for p in self.preferences if "name" in p and "default" in p}
+        """What a new device's preferences hold: each default its definition gives (where the
+        platform reads it, `definition: {default: ...}`), as a hub fills them in."""
+        return {p["name"]: p["definition"]["default"] for p in self.preferences
+                if "name" in p and isinstance(p.get("definition"), dict) and "default" in p["definition"]}
 
     def as_lua(self) -> dict:
         return {
@@ -111,16 +114,17 @@ def _read_package(path: Path, standard: Catalogue, strict: bool) -> DriverPackag
     catalogue = standard.extended(path / "capabilities")
     profiles = {}
     unknown: dict[str, str] = {}  # capability id -> where a profile first names it
+    warnings: list[str] = []
     for profile_path in sorted((path / "profiles").glob("*.y*ml")):
-        profile = _load_profile(profile_path, catalogue, unknown)
+        profile = _load_profile(profile_path, catalogue, unknown, warnings)
         if profile.name in profiles:
             raise PackageError(f"{profile_path}: a second profile named {profile.name!r}")
         profiles[profile.name] = profile
     if not profiles:
         raise PackageError(f"{path}: no device profiles in profiles/*.yml")
-    warnings = [f"{where}: unknown capability {cap!r}{catalogue.suggestion(cap)}; the driver can use it, "
-                "unchecked (add its definition to capabilities/ or --capabilities DIR to have it checked)"
-                for cap, where in unknown.items()]
+    warnings += [f"{where}: unknown capability {cap!r}{catalogue.suggestion(cap)}; the driver can use it, "
+                 "unchecked (add its definition to capabilities/ or --capabilities DIR to have it checked)"
+                 for cap, where in unknown.items()]
     if strict and warnings:
         raise PackageError(warnings[0].replace("; the driver can use it, unchecked", "") + " (--strict)")
     permissions = config.get("permissions") or {}
@@ -132,7 +136,7 @@ def _read_package(path: Path, standard: Catalogue, strict: bool) -> DriverPackag
                          frozenset(str(k) for k in permissions))
 
 
-def _load_profile(path: Path, catalogue: Catalogue, unknown: dict[str, str]) -> Profile:
+def _load_profile(path: Path, catalogue: Catalogue, unknown: dict[str, str], warnings: list[str]) -> Profile:
     doc = read_yaml(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
         raise PackageError(f"{at(path, doc, 'name')}: a profile needs a 'name'")
@@ -170,6 +174,13 @@ def _load_profile(path: Path, catalogue: Catalogue, unknown: dict[str, str]) -> 
             where = at(path, pref) if isinstance(pref, dict) else at(path, doc, "preferences")
             raise PackageError(f"{where}: preference #{i} needs a 'name' (a mapping with name, preferenceType, "
                                "definition...) or a 'preferenceId'")
+        if "definition" in pref and not isinstance(pref["definition"], dict):
+            raise PackageError(f"{at(path, pref, 'definition')}: preference {pref.get('name')!r}: 'definition' "
+                               "must be a mapping, e.g. {minimum: 1, maximum: 100, default: 50}")
+        if "default" in pref:  # (hubrt once read it there)
+            warnings.append(f"{at(path, pref, 'default')}: preference {pref.get('name')!r}: a default goes in "
+                            "its definition ({definition: {default: ...}}), where the platform reads it; this "
+                            "one is ignored, as a hub ignores it")
     return Profile(doc["name"], result, _check_categories(path, doc), preferences)
 
 

@@ -1,6 +1,7 @@
 """The simulated hub through its Python API: drivers, devices, events, timers, stops."""
 
 import json
+import textwrap
 
 import pytest
 
@@ -569,6 +570,43 @@ def test_a_long_run_keeps_the_last_events_and_logs_and_says_so(new_hub, tmp_path
     shown: list[str] = []
     Runner(hub, out=shown.append).run(load_scenario(scenario))
     assert shown[0] == "... 16 earlier events not kept" and len(shown) == 7, shown
+
+
+def test_a_new_device_has_the_defaults_its_profile_defines(new_hub, tmp_path):
+    """As on a hub, a device's preferences start from each definition's default (where the platform
+    writes it: most public drivers read device.preferences without a fallback); a 'default' beside
+    the definition is not the platform's and is ignored, with a warning; given values win."""
+    from conftest import SWITCH_PROFILE
+
+    seen = []
+    hub = new_hub(on_log=lambda record: seen.append(record.text))
+    hub.install(make_driver(tmp_path / "prefs", """
+        local Driver = require "st.driver"
+        Driver("prefs", {lifecycle_handlers = {added = function(driver, device)
+          driver.datastore[device.label] = {interval = device.preferences.interval,
+                                            mode = device.preferences.mode, old = device.preferences.old}
+        end}}):run()
+    """, key="prefs", profiles={"switch": SWITCH_PROFILE + textwrap.dedent("""\
+        preferences:
+          - name: interval
+            preferenceType: integer
+            definition: {minimum: 10, maximum: 3600, default: 300}
+          - name: mode
+            preferenceType: enumeration
+            definition: {options: {fast: Fast, slow: Slow}, default: slow}
+          - name: old
+            preferenceType: integer
+            default: 5
+          - preferenceId: tempOffset
+            explicit: true
+        """)}))
+    hub.add_device("prefs", "switch", label="A")
+    hub.add_device("prefs", "switch", label="B", preferences={"interval": 60})
+    saved = hub.store.load("prefs")
+    assert saved["A"] == {"interval": 300, "mode": "slow"}, saved
+    assert saved["B"] == {"interval": 60, "mode": "slow"}, saved
+    warned = [text for text in seen if "preference 'old': a default goes in its definition" in text]
+    assert len(warned) == 1 and "switch.yml:" in warned[0], seen
 
 
 def test_an_event_is_a_state_change_when_its_value_changes_or_its_driver_says_so(new_hub, tmp_path):

@@ -64,7 +64,8 @@ def test_a_good_package_still_loads(tmp_path):
     pkg = make_driver(tmp_path / "pkg", "", profiles={"p": GOOD + textwrap.dedent("""\
         preferences:
           - name: level
-            default: 3
+            preferenceType: integer
+            definition: {minimum: 1, maximum: 5, default: 3}
           - preferenceId: stse.sensitivity  # a reference to a preference defined elsewhere, as the platform allows
             explicit: true
         """)})

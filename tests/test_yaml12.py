@@ -28,7 +28,7 @@ def test_config_profile_and_capability_files_read_words_as_text(tmp_path):
               - id: switch
               - id: x.mode
         preferences:
-    """) + "".join(f"  - {{name: pref{i}, default: {w}}}\n" for i, w in enumerate(WORDS))
+    """) + "".join(f"  - {{name: pref{i}, definition: {{default: {w}}}}}\n" for i, w in enumerate(WORDS))
     pkg = make_driver(tmp_path / "pkg", "", profiles={"p": profile}, files={
         "capabilities/mode.yml": "x.mode:\n  attributes:\n    mode: {type: enum, values: [on, off, yes, no]}\n"
                                  "  commands:\n    set: [{name: mode, type: enum, values: [on, off, yes, no]}]\n"})
