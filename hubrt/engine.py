@@ -241,7 +241,7 @@ class LuaState:
         self.env, helpers = self.host_chunk("sandbox.lua")(host)
         self.helpers = lua_functions(helpers)
         self._interpret = getattr(self.helpers, "interpret", None)
-        if interruptible and watched and engine == "luajit":
+        if guarded_jit:
             watchdog.watch(self, self.helpers)  # else the count hook stays on
 
     # -- building blocks -------------------------------------------------
