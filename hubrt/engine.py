@@ -177,7 +177,16 @@ class ModuleFinder:
         if runtime is not None:
             return runtime[0], runtime[1], True
         tried = [path for root in roots for path, _ in _candidates(str(root), parts)]  # for the message only
-        return None, f"module '{name}' not found:\n\tno file " + "\n\tno file ".join(tried), False
+        missing = f"module '{name}' not found"
+        radio = _RADIO_LIBRARIES.get(".".join(parts[:2]))
+        if radio:
+            missing += (f" (the hub's {radio} library, which hubrt does not provide yet: it runs LAN and "
+                        "virtual drivers)")
+        return None, missing + ":\n\tno file " + "\n\tno file ".join(tried), False
+
+
+# The hub's libraries for its radios: a driver that needs one cannot run on hubrt yet.
+_RADIO_LIBRARIES = {"st.zigbee": "Zigbee", "st.zwave": "Z-Wave", "st.matter": "Matter"}
 
 
 def _inside(path: str, folder: Path) -> bool:

@@ -23,6 +23,17 @@ def test_missing_module_lists_where_it_looked(lua_hub):
     assert "module 'no.such.module' not found" in message and "no/such/module.lua" in message
 
 
+def test_a_radio_library_of_the_hub_is_named_as_one_hubrt_does_not_provide(lua_hub):
+    """Most public drivers need the hub's Zigbee, Z-Wave or Matter library: their authors are told
+    what is missing, not only where hubrt looked."""
+    for module, radio in (("st.zigbee", "Zigbee"), ("st.zwave.CommandClass", "Z-Wave"),
+                          ("st.matter.clusters", "Matter")):
+        message = lua_hub.fails(f'require "{module}"')
+        assert f"module '{module}' not found (the hub's {radio} library, which hubrt does not provide yet" \
+            in message, message
+    assert "does not provide" not in lua_hub.fails('require "st.zigbeex"')
+
+
 def test_syntax_error_in_a_module_names_its_file(lua_hub):
     (lua_hub.dir / "broken.lua").write_text("local x = = 1\n")
     message = lua_hub.fails('require "broken"')
