@@ -117,6 +117,9 @@ def _runtime_module(name: str) -> tuple[bytes, str] | None:
     return None
 
 
+# The hub's libraries for its radios: a driver that needs one cannot run on hubrt yet.
+_RADIO_LIBRARIES = {"st.zigbee": "Zigbee", "st.zwave": "Z-Wave", "st.matter": "Matter"}
+
 _TOPS: dict[str, tuple[int, frozenset[str]]] = {}  # folder -> (its mtime, the names in it)
 
 
@@ -183,10 +186,6 @@ class ModuleFinder:
             missing += (f" (the hub's {radio} library, which hubrt does not provide yet: it runs LAN and "
                         "virtual drivers)")
         return None, missing + ":\n\tno file " + "\n\tno file ".join(tried), False
-
-
-# The hub's libraries for its radios: a driver that needs one cannot run on hubrt yet.
-_RADIO_LIBRARIES = {"st.zigbee": "Zigbee", "st.zwave": "Z-Wave", "st.matter": "Matter"}
 
 
 def _inside(path: str, folder: Path) -> bool:

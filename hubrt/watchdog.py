@@ -11,8 +11,9 @@ made for that (LuaJIT's own interpreter calls it from its SIGINT handler, and
 LuaJIT's hook is one for the whole state; a hook change also aborts a trace
 being recorded, so the JIT compiler, on for hubrt's own modules, is no
 obstacle: 300 runaways calling library code, each stopped, none crashed). The
-hook then stops the handler at its line, as before, and takes itself off again. Lupa lets go of the GIL while
-Lua runs, so this thread runs beside a runaway loop.
+hook then stops the handler at its line, as before, and takes itself off
+again. Lupa lets go of the GIL while Lua runs, so this thread runs beside a
+runaway loop.
 
 Lua 5.3 keeps its hook (a hook there belongs to each coroutine, which nothing
 outside the running one can find); so does a state with line coverage on.
